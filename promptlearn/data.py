@@ -1,0 +1,119 @@
+"""Tokenisation through ``datasets.map`` (cached) and dynamic per-batch padding."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .template import Template
+
+__all__ = ["encode_dataset", "PromptCollator", "make_loader", "template_fingerprint"]
+
+MODEL_COLUMNS = ("input_ids", "token_type_ids", "soft_ids", "mask_pos")
+
+
+def template_fingerprint(template: Template, base: str = "") -> str:
+    """Deterministic fingerprint of what tokenisation depends on (for the ``datasets`` cache)."""
+    tok = template.tokenizer
+    desc = {
+        "base": base,
+        "template": template.text,
+        "max_length": template.max_length,
+        "truncate": template.truncate,
+        "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok),
+                      tok.mask_token_id, tok.pad_token_id, getattr(tok, "model_max_length", None)],
+        "vocab_probe": tok("The quick brown fox, 123!", add_special_tokens=True)["input_ids"],
+        "version": 1,
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def encode_dataset(dataset: Any, template: Template, batch_size: int = 1000, num_proc: int | None = None,
+                   desc: str | None = None) -> Any:
+    """Tokenise a ``datasets.Dataset`` with ``template``; keeps ``label``/``idx``, drops the text columns.
+
+    The result is cached by ``datasets`` under a fingerprint of the input dataset, the template and
+    the tokenizer, so re-running the same configuration does not tokenise again.
+    """
+    keep = {"label", "idx"}
+    remove = [c for c in dataset.column_names if c not in keep]
+    fp = template_fingerprint(template, getattr(dataset, "_fingerprint", ""))
+    return dataset.map(template.encode_batch, batched=True, batch_size=batch_size, remove_columns=remove,
+                       num_proc=num_proc, new_fingerprint=fp, desc=desc or f"tokenising with {template.text!r}")
+
+
+class PromptCollator:
+    """Pads ``input_ids`` (pad id), ``token_type_ids``/``soft_ids`` (0) to the longest in the batch."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_token_id = pad_token_id if pad_token_id is not None else 0
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            m = self.pad_to_multiple_of
+            longest = (longest + m - 1) // m * m
+        n = len(features)
+        input_ids = torch.full((n, longest), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((n, longest), dtype=torch.long)
+        batch: dict[str, torch.Tensor] = {}
+        has_types = "token_type_ids" in features[0]
+        has_soft = "soft_ids" in features[0]
+        types = torch.zeros((n, longest), dtype=torch.long) if has_types else None
+        soft = torch.zeros((n, longest), dtype=torch.long) if has_soft else None
+        for i, f in enumerate(features):
+            k = len(f["input_ids"])
+            input_ids[i, :k] = torch.as_tensor(f["input_ids"])
+            attention[i, :k] = 1
+            if types is not None:
+                types[i, :k] = torch.as_tensor(f["token_type_ids"])
+            if soft is not None:
+                soft[i, :k] = torch.as_tensor(f["soft_ids"])
+        batch["input_ids"] = input_ids
+        batch["attention_mask"] = attention
+        if types is not None:
+            batch["token_type_ids"] = types
+        if soft is not None:
+            batch["soft_ids"] = soft
+        batch["mask_pos"] = torch.tensor([f["mask_pos"] for f in features], dtype=torch.long)
+        if "label" in features[0] and features[0]["label"] is not None:
+            batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
+        return batch
+
+
+class _LengthSortedSampler(Sampler[int]):
+    """Longest first, so every evaluation batch holds similar lengths (little padding)."""
+
+    def __init__(self, lengths: Sequence[int]):
+        self.order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def make_loader(encoded: Any, batch_size: int, pad_token_id: int, shuffle: bool = False, seed: int = 0,
+                sort_by_length: bool = False, pad_to_multiple_of: int | None = None) -> DataLoader:
+    """A DataLoader over an encoded dataset.
+
+    ``shuffle`` uses a generator seeded with ``seed`` (same order on every run);
+    ``sort_by_length`` orders by length for inference -- use ``loader.sampler.order`` to map
+    results back to dataset order.
+    """
+    cols = [c for c in (*MODEL_COLUMNS, "label") if c in encoded.column_names]
+    data = encoded.with_format(None, columns=cols)
+    collate = PromptCollator(pad_token_id, pad_to_multiple_of)
+    if sort_by_length:
+        lengths = [len(x) for x in encoded["input_ids"]]
+        return DataLoader(data, batch_size=batch_size, sampler=_LengthSortedSampler(lengths), collate_fn=collate)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None,
+                      collate_fn=collate)
