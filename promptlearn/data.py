@@ -111,7 +111,7 @@ def make_loader(encoded: Any, batch_size: int, pad_token_id: int, shuffle: bool 
     data = encoded.with_format(None, columns=cols)
     collate = PromptCollator(pad_token_id, pad_to_multiple_of)
     if sort_by_length:
-        lengths = [len(x) for x in encoded["input_ids"]]
+        lengths = [len(x) for x in encoded["input_ids"][:]]
         return DataLoader(data, batch_size=batch_size, sampler=_LengthSortedSampler(lengths), collate_fn=collate)
     gen = torch.Generator()
     gen.manual_seed(seed)

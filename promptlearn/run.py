@@ -106,6 +106,7 @@ def build(cfg: Any, tokenizer: Any = None, mlm: Any = None) -> dict[str, Any]:
 
         enc = dict(encoder)
         soft_prompt = build_soft_prompt(template.soft_spec, mlm, enc.pop("type", "embedding"), **enc)
+        soft_prompt.build_config = dict(encoder)  # recorded by save_prompt_model
     model = PromptModel(mlm, template, verbalizer, soft_prompt=soft_prompt)
     return {"task": task, "tokenizer": tokenizer, "mlm": mlm, "template": template, "verbalizer": verbalizer,
             "model": model}
@@ -118,8 +119,8 @@ def evaluate(model: PromptModel, dataset: Any, batch_size: int, device: torch.de
     loader = make_loader(encoded, batch_size, model.template.tokenizer.pad_token_id, sort_by_length=True)
     scores = predict_scores(model, loader, device, progress=progress, desc=desc)
     preds = scores.argmax(-1)
-    metrics = compute_metrics(encoded["label"], preds, main_metric)
-    metrics["n_truncated"] = int(sum(1 for n in encoded["n_truncated"] if n > 0))
+    metrics = compute_metrics(encoded["label"][:], preds, main_metric)
+    metrics["n_truncated"] = int(sum(1 for n in encoded["n_truncated"][:] if n > 0))
     return metrics, scores
 
 
@@ -153,7 +154,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
              template.tokenizer.decode(template.encode(first)["input_ids"]))
 
     k = int(strategy.get("k_shot", c.get("k_shot", 0)) or 0)
-    checksums = {f"{split_name}_ids": ids_checksum(test["idx"])}
+    checksums = {f"{split_name}_ids": ids_checksum(test["idx"][:])}
     few = None
     if k > 0:
         few = sample_few_shot(task.splits["train"], k=k, seed=seed)
@@ -194,12 +195,18 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
                         "transformers": __import__("transformers").__version__, "device": str(device)},
         "config": c,
     }
+    if output_dir is not None and c.get("save_model"):
+        from .serialization import save_prompt_model
+
+        saved = save_prompt_model(model, Path(output_dir) / "model", base_model=c.get("model", {}).get("name_or_path"))
+        results["saved_model"] = {"path": str(saved), "bytes": sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())}
+        print(f"saved model to {saved} ({results['saved_model']['bytes'] / 1e6:.3f} MB)")
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
         with open(out / "predictions.jsonl", "w") as f:
-            for idx, label, pred, s in zip(test["idx"], test["label"], preds.tolist(), scores.tolist()):
+            for idx, label, pred, s in zip(test["idx"][:], test["label"][:], preds.tolist(), scores.tolist()):
                 f.write(json.dumps({"idx": idx, "label": label, "pred": pred, "scores": s}) + "\n")
     print(f"\n{task.name} [{results['strategy']}] {split_name} n={metrics['n']}: "
           f"accuracy={metrics['accuracy'] * 100:.2f}  f1_macro={metrics['f1_macro'] * 100:.2f}  "
@@ -209,11 +216,24 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     return results
 
 
+def safe_dirname(overrides: str, limit: int = 120) -> str:
+    """A directory name for a set of overrides: no path separators; long ones shortened with a hash."""
+    import hashlib
+
+    name = (overrides or "defaults").replace("/", "_").replace("+", "")
+    if len(name) > limit:
+        name = name[: limit - 13] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name
+
+
 def main() -> None:
     """Console entry (``promptlearn`` / ``python -m promptlearn.run``), Hydra-driven."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
+
+    if not OmegaConf.has_resolver("pl_dirname"):
+        OmegaConf.register_new_resolver("pl_dirname", safe_dirname)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _main(cfg: DictConfig) -> float:
