@@ -1,0 +1,107 @@
+"""Aggregate ``results.json`` files of a sweep into LM-BFF-style ``mean (std)`` tables.
+
+    python -m promptlearn.report multirun/2026-11-23_10-00-00 [more dirs...] [--out summary]
+
+Runs are grouped by (task, strategy variant, model, K); a strategy variant is the strategy name plus
+its prompt encoder type when it has one (``fixed_lm/lstm``).  Each cell is the mean (std) of the
+task's reported metric over the seeds, in percent; std is the population std (``numpy.std``, as
+LM-BFF's ``tools/gather_result.py``).  The few-shot split checksum of every seed is listed so a table
+can be matched to the exact data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["collect", "aggregate", "markdown_table", "main"]
+
+
+def variant(result: dict[str, Any]) -> str:
+    strategy = result.get("strategy", "?")
+    enc = ((result.get("config") or {}).get("strategy") or {}).get("prompt_encoder")
+    return f"{strategy}/{enc['type']}" if isinstance(enc, dict) and enc.get("type") else strategy
+
+
+def collect(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every ``results.json`` below the given directories."""
+    out = []
+    for d in dirs:
+        for path in sorted(Path(d).rglob("results.json")):
+            r = json.loads(path.read_text())
+            r["_path"] = str(path)
+            out.append(r)
+    return out
+
+
+def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        key = (r["task"], variant(r), Path(str(r.get("model"))).name, r.get("k_shot", 0))
+        groups[key].append(r)
+    rows = []
+    for (task, var, model, k), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r.get("seed", 0))
+        main = np.array([r["metrics"]["main"] for r in rs]) * 100
+        acc = np.array([r["metrics"]["accuracy"] for r in rs]) * 100
+        rows.append({
+            "task": task, "strategy": var, "model": model, "k_shot": k, "n_seeds": len(rs),
+            "seeds": [r.get("seed") for r in rs], "metric": rs[0]["metrics"]["main_metric"],
+            "mean": float(main.mean()), "std": float(main.std()), "acc_mean": float(acc.mean()),
+            "acc_std": float(acc.std()), "per_seed": [round(float(x), 2) for x in main],
+            "checksums": {str(r.get("seed")): r.get("checksums", {}).get("few_shot") for r in rs},
+            "train_s_mean": float(np.mean([r.get("timings", {}).get("total_s", 0.0) for r in rs])),
+        })
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Strategies as rows, tasks as columns: ``mean (std)`` of the reported metric."""
+    tasks = sorted({r["task"] for r in rows})
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    cell = {(r["strategy"], r["task"]): r for r in rows}
+    head = "| strategy | " + " | ".join(tasks) + " |"
+    lines = [head, "|---|" + "---|" * len(tasks)]
+    for s in strategies:
+        vals = []
+        for t in tasks:
+            r = cell.get((s, t))
+            vals.append("" if r is None else f"{r['mean']:.1f} ({r['std']:.1f}) n={r['n_seeds']}")
+        lines.append(f"| {s} | " + " | ".join(vals) + " |")
+    metric_note = ", ".join(sorted({f"{r['task']}: {r['metric']}" for r in rows}))
+    lines.append("")
+    lines.append(f"mean (std) over seeds, in %; metric per task: {metric_note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("dirs", nargs="+", help="sweep / run directories to search for results.json")
+    ap.add_argument("--out", default=None, help="write OUT.md and OUT.json (default: <first dir>/summary)")
+    args = ap.parse_args(argv)
+    results = collect(args.dirs)
+    if not results:
+        raise SystemExit(f"no results.json found under {args.dirs}")
+    rows = aggregate(results)
+    table = markdown_table(rows)
+    print(table)
+    print()
+    for r in rows:
+        print(f"{r['task']:>8} {r['strategy']:<20} {r['metric']}: {r['mean']:.1f} ({r['std']:.1f}) "
+              f"seeds={r['seeds']} per-seed={r['per_seed']}")
+        for seed, cs in r["checksums"].items():
+            print(f"{'':>10}seed {seed}: split checksum {cs}")
+    out = Path(args.out) if args.out else Path(args.dirs[0]) / "summary"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(table + "\n")
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+    print(f"\nwrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
