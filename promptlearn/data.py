@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from . import template as template_module
 from .template import Template
 
 __all__ = ["encode_dataset", "PromptCollator", "make_loader", "template_fingerprint"]
 
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "soft_ids", "mask_pos")
+_TEMPLATE_CODE_HASH = hashlib.sha256(Path(template_module.__file__).read_bytes()).hexdigest()[:16]
 
 
 def template_fingerprint(template: Template, base: str = "") -> str:
@@ -27,7 +30,7 @@ def template_fingerprint(template: Template, base: str = "") -> str:
         "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok),
                       tok.mask_token_id, tok.pad_token_id, getattr(tok, "model_max_length", None)],
         "vocab_probe": tok("The quick brown fox, 123!", add_special_tokens=True)["input_ids"],
-        "version": 1,
+        "code": _TEMPLATE_CODE_HASH,  # a change to the encoding code invalidates the cache
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:32]
 

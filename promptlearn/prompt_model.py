@@ -12,6 +12,7 @@ position).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,11 @@ class PromptModel(nn.Module):
         self.verbalizer = verbalizer
         if soft_prompt is None and template.has_soft_tokens:
             soft_prompt = SoftPrompt(template.soft_spec, mlm.get_input_embeddings())
+        # a prompt built for another template (e.g. by build_soft_prompt) must have as many soft vectors
+        spec = getattr(soft_prompt, "spec", None)
+        if spec is not None and spec.num_tokens != template.soft_spec.num_tokens:
+            raise ValueError(f"the soft prompt has {spec.num_tokens} soft tokens but template {template.name!r} "
+                             f"declares {template.soft_spec.num_tokens}; build it from template.soft_spec")
         self.soft_prompt = soft_prompt
         self._check_positions()
         self.restricted_head = False
@@ -146,7 +152,7 @@ class PromptModel(nn.Module):
     def embed(self, input_ids: torch.Tensor, soft_ids: torch.Tensor | None) -> torch.Tensor:
         """Input embeddings with soft pseudo-tokens injected (vectorised, no Python loop)."""
         emb = self.mlm.get_input_embeddings()(input_ids)
-        if soft_ids is None or self.soft_prompt is None:
+        if soft_ids is None or self.soft_prompt is None or not self.template.has_soft_tokens:
             return emb
         soft = self.soft_prompt()  # [S, H]
         picked = soft[(soft_ids - 1).clamp(min=0)]  # [B, L, H]
@@ -158,11 +164,15 @@ class PromptModel(nn.Module):
         inputs: dict[str, torch.Tensor] = {"attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        if soft_ids is not None and self.soft_prompt is not None:
+        if soft_ids is not None and self.soft_prompt is not None and self.template.has_soft_tokens:
             inputs["inputs_embeds"] = self.embed(input_ids, soft_ids)
         else:
             inputs["input_ids"] = input_ids
-        token_logits = self._label_logits(inputs, mask_pos, self.restricted_head)
+        # deep prompts (P-tuning v2): per-layer key/value prefixes enter as past_key_values with the
+        # attention mask extended over them (see DeepPrompt.prefix_context); mask_pos is unchanged
+        apply_prefix = getattr(self.soft_prompt, "prefix_context", None)
+        with (apply_prefix(self.mlm, inputs) if apply_prefix is not None else nullcontext(inputs)) as inputs:
+            token_logits = self._label_logits(inputs, mask_pos, self.restricted_head)
         logits = self.verbalizer(token_logits)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return PromptOutput(logits=logits, token_logits=token_logits, loss=loss)

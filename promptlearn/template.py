@@ -414,7 +414,7 @@ class Template:
                 nonempty = [j for j, s in enumerate(col) if s]
                 toks = [[] for _ in col]
                 if nonempty:
-                    enc = self.tokenizer([col[j] for j in nonempty], add_special_tokens=False)["input_ids"]
+                    enc = self.tokenizer([col[j] for j in nonempty], add_special_tokens=False, verbose=False)["input_ids"]
                     for j, ids in zip(nonempty, enc):
                         toks[j] = list(ids)
                 piece_ids.append(toks)
