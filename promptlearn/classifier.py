@@ -53,3 +53,14 @@ class ClassifierModel(nn.Module):
         logits = self.mlm(**kw).logits
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return PromptOutput(logits=torch.log_softmax(logits.float(), -1), token_logits=logits, loss=loss)
+
+    def predict(self, inputs: Any, batch_size: int = 32) -> Any:
+        from .serialization import predict
+
+        return predict(self, inputs, batch_size=batch_size)
+
+    def save_pretrained(self, directory: str) -> Any:
+        from .serialization import save_prompt_model
+
+        return save_prompt_model(self, directory)
+

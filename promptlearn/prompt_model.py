@@ -176,3 +176,24 @@ class PromptModel(nn.Module):
         logits = self.verbalizer(token_logits)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return PromptOutput(logits=logits, token_logits=token_logits, loss=loss)
+
+    # ------------------------------------------------------------------ convenience
+    def predict(self, inputs: Any, batch_size: int = 32) -> Any:
+        """Labels and class probabilities for raw strings or field dicts (see :func:`serialization.predict`)."""
+        from .serialization import predict
+
+        return predict(self, inputs, batch_size=batch_size)
+
+    def save_pretrained(self, directory: str, save_lm: bool | None = None, base_model: str | None = None) -> Any:
+        """Save template, verbalizer, prompt parameters (and the LM only if it was tuned)."""
+        from .serialization import save_prompt_model
+
+        return save_prompt_model(self, directory, save_lm=save_lm, base_model=base_model)
+
+    @classmethod
+    def from_pretrained(cls, directory: str, base_model: str | None = None, **kwargs: Any) -> "PromptModel":
+        """Load a model written by :meth:`save_pretrained`; ``base_model`` overrides the recorded LM."""
+        from .serialization import load_prompt_model
+
+        return load_prompt_model(directory, base_model=base_model, **kwargs)
+

@@ -150,9 +150,9 @@ def test_save_load_round_trip_fixed_lm_is_prompt_only(bert_tokenizer, tmp_path):
     assert not (saved / "lm").exists()
     size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())
     assert size < 20_000, size
-    loaded = load_prompt_model(saved)
+    loaded = PromptModel.from_pretrained(str(saved))
     texts = ["the movie was great", "really boring"]
-    a, b = predict(model, texts), predict(loaded, texts)
+    a, b = model.predict(texts), loaded.predict(texts)
     assert [x["label"] for x in a] == [x["label"] for x in b]
     for x, y in zip(a, b):
         for k in x["probs"]:
@@ -162,7 +162,7 @@ def test_save_load_round_trip_fixed_lm_is_prompt_only(bert_tokenizer, tmp_path):
 def test_save_load_round_trip_fixed_prompt_stores_lm(bert_tokenizer, tmp_path):
     model = make_model(bert_tokenizer, "{text_a} It was {mask}.")
     run(model, "fixed_prompt", steps=2)
-    saved = save_prompt_model(model, tmp_path / "artifact", base_model="not-needed")
+    saved = model.save_pretrained(str(tmp_path / "artifact"), base_model="not-needed")
     assert (saved / "lm" / "config.json").exists()
     loaded = load_prompt_model(saved)
     r1, r2 = predict(model, "a good film"), predict(loaded, "a good film")
@@ -182,3 +182,27 @@ def test_finetune_classifier_trains_and_round_trips(bert_tokenizer, tmp_path):
     saved = save_prompt_model(model, tmp_path / "clf")
     loaded = load_prompt_model(saved)
     assert predict(model, "great story") == predict(loaded, "great story")
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "mlp", "deep"])
+def test_save_load_round_trip_prompt_encoders(bert_tokenizer, tmp_path, encoder):
+    from promptlearn.soft_prompt import build_soft_prompt
+
+    torch.manual_seed(0)
+    mlm = tiny_mlm("bert", len(bert_tokenizer))
+    template = Template("{soft*2} {text_a} It was {mask}.", bert_tokenizer, max_length=32)
+    opts = {"num_prefix": 3} if encoder == "deep" else {}
+    sp = build_soft_prompt(template.soft_spec, mlm, encoder, seed=1, **opts)
+    sp.build_config = {"type": encoder, "seed": 1, **opts}
+    model = PromptModel(mlm, template, Verbalizer({"neg": "bad", "pos": "great"}, bert_tokenizer), soft_prompt=sp)
+    run(model, "fixed_lm", steps=2)
+    base = tmp_path / "base"
+    mlm.save_pretrained(base)
+    bert_tokenizer.save_pretrained(base)
+    saved = model.save_pretrained(str(tmp_path / "artifact"), base_model=str(base))
+    assert not (saved / "lm").exists()
+    loaded = PromptModel.from_pretrained(str(saved))
+    texts = ["the movie was great", "really boring", "a good film"]
+    for x, y in zip(model.predict(texts), loaded.predict(texts)):
+        assert x["label"] == y["label"]
+        assert all(abs(x["probs"][k] - y["probs"][k]) < 1e-6 for k in x["probs"])
