@@ -86,6 +86,7 @@ class PromptModel(nn.Module):
         self.restricted_head = False
         if check_head:
             self.restricted_head = self._head_self_check()
+        self.train(mlm.training)  # follow the wrapped model's mode (from_pretrained models are in eval mode)
 
     # ------------------------------------------------------------------ set-up checks
     def _check_positions(self) -> None:
