@@ -63,8 +63,19 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Strategies as rows, tasks as columns: ``mean (std)`` of the reported metric."""
     tasks = sorted({r["task"] for r in rows})
-    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
-    cell = {(r["strategy"], r["task"]): r for r in rows}
+    models = {r["model"] for r in rows}
+    shots = {r["k_shot"] for r in rows if r["k_shot"]}
+
+    def label(r: dict[str, Any]) -> str:  # row label: the strategy, plus model / K when a table mixes them
+        parts = [r["strategy"]]
+        if len(models) > 1:
+            parts.append(r["model"])
+        if len(shots) > 1 and r["k_shot"]:
+            parts.append(f"K={r['k_shot']}")
+        return " ".join(parts)
+
+    strategies = list(dict.fromkeys(label(r) for r in rows))
+    cell = {(label(r), r["task"]): r for r in rows}
     head = "| strategy | " + " | ".join(tasks) + " |"
     lines = [head, "|---|" + "---|" * len(tasks)]
     for s in strategies:

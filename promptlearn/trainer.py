@@ -39,7 +39,7 @@ from .metrics import compute_metrics, predict_scores
 
 log = logging.getLogger("promptlearn")
 
-__all__ = ["train", "configure_trainable", "count_parameters", "NonFiniteLossError"]
+__all__ = ["train", "configure_trainable", "build_optimizer", "count_parameters", "NonFiniteLossError"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -85,7 +85,7 @@ def configure_trainable(model: nn.Module, strategy: dict[str, Any]) -> dict[str,
     return groups
 
 
-def _optimizer(model: nn.Module, groups: dict[str, list[nn.Parameter]], s: dict[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, groups: dict[str, list[nn.Parameter]], s: dict[str, Any]) -> torch.optim.Optimizer:
     wd = float(s.get("weight_decay", 0.0))
     no_decay_ids = set()
     for mod in model.modules():
@@ -100,7 +100,12 @@ def _optimizer(model: nn.Module, groups: dict[str, list[nn.Parameter]], s: dict[
             param_groups.append({"params": decay, "lr": lr, "weight_decay": wd, "name": name})
         if rest:
             param_groups.append({"params": rest, "lr": lr, "weight_decay": 0.0, "name": name})
-    return torch.optim.AdamW(param_groups, betas=(0.9, 0.999), eps=1e-8)
+    # the fused kernel updates every parameter in one pass, without foreach's temporary copies of all
+    # parameters (less peak memory, faster); fall back where a device/dtype has no fused AdamW
+    try:
+        return torch.optim.AdamW(param_groups, betas=(0.9, 0.999), eps=1e-8, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(param_groups, betas=(0.9, 0.999), eps=1e-8)
 
 
 def _linear_schedule(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -187,7 +192,7 @@ def train(model: nn.Module, few: Any, strategy: dict[str, Any], cfg: dict[str, A
     eval_every = int(s.get("eval_every", 100))
     warmup = int(s.get("warmup_steps", 0)) or int(float(s.get("warmup_ratio", 0.0)) * max_steps)
     clip = float(s.get("max_grad_norm", 1.0))
-    opt = _optimizer(model, groups, s)
+    opt = build_optimizer(model, groups, s)
     sched = _linear_schedule(opt, warmup, max_steps)
     amp_ctx, scaler = _autocast(device, s.get("amp", "auto"))
 

@@ -8,9 +8,9 @@ differences are promptlearn's own design, and are what is being measured:
 * the LM head applied only at the mask position and only for the label-word rows;
 * tokenisation through ``datasets.map`` (timed apart as ``loader_build_s``, like OpenPrompt's loader build).
 
-Training: one step = forward, cross-entropy over the verbalizer's class scores, backward, AdamW
-(lr 1e-5, torch defaults incl. weight decay 0.01, as the OpenPrompt side), dropout on, a new batch of
-the first rows of train.tsv (in order) per step.
+Training: one step = forward, cross-entropy over the verbalizer's class scores, backward, and the
+optimizer promptlearn's trainer builds (AdamW, lr 1e-5, weight decay 0.01 as on the OpenPrompt side,
+none on biases/norms/embeddings), dropout on, a new batch of the first rows of train.tsv per step.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from openprompt_side import maxrss_mb, rss_mb  # noqa: E402 - stdlib-only helpers, the same RSS probes on both sides
 
 TEMPLATE = "{text_a|shortenable} It was {mask}."
 WORDS = {"negative": "terrible", "positive": "great"}
@@ -38,19 +39,6 @@ def read_tsv(path, n=None):
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     rows = rows[:n] if n else rows
     return [{"text_a": r["sentence"].strip(), "label": int(r["label"]), "idx": i} for i, r in enumerate(rows)]
-
-
-def rss_mb():
-    """Current resident set size in MiB (from /proc, as the OpenPrompt side)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return None
-
-
-def maxrss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def setup(args):
@@ -130,9 +118,12 @@ def run_train(args):
     rows = read_tsv(Path(args.data) / "train.tsv", n_steps * args.batch_size)
     rss_before = rss_mb()
     loader, build_s = batches(model, rows, args.batch_size, sort=False)
+    from promptlearn.trainer import build_optimizer, configure_trainable
+
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.lr)
+    groups = configure_trainable(model, {"name": "fixed_prompt", "train_lm": True, "train_prompt": False})
+    params = groups["lm"]
+    opt = build_optimizer(model, groups, {"lr": args.lr, "weight_decay": 0.01})  # what promptlearn's trainer uses
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times, losses = [], []
     for i, b in enumerate(loader):

@@ -1,0 +1,39 @@
+"""Smoke runs of the benchmark scripts (seconds), so they cannot rot; the real numbers are in experiments/bench."""
+
+import json
+import subprocess
+import sys
+
+from conftest import DATA, MINI_MLM, ROOT, needs_data, needs_mini_mlm
+
+pytestmark = [needs_data, needs_mini_mlm]
+BENCH = ROOT / "experiments" / "bench"
+
+
+def test_bench_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "bench.py"), "--model", str(MINI_MLM), "--data",
+                           str(DATA / "SST-2"), "--n-examples", "16", "--batch-size", "8", "--reps", "1",
+                           "--warmup", "0", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert set(res["results"]) == {"raw_forward", "zeroshot", "zeroshot_multi", "raw_train", "train_fixed_prompt",
+                                   "train_fixed_lm"}
+    for r in res["results"].values():
+        assert r["examples"] == 16 and r["examples_per_s"] > 0 and r["peak_rss_mb"] > 0
+    assert res["results"]["zeroshot"]["restricted_head"] is True
+    assert any(len(w) > 0 for w in res["results"]["zeroshot_multi"]["label_words"].values())
+    assert all(v > 0 for v in res["ratios"].values()) and len(res["ratios"]) == 4
+
+
+def test_promptlearn_side_of_openprompt_comparison(tmp_path):
+    out = tmp_path / "pl.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "promptlearn_side.py"), "--model", str(MINI_MLM), "--data",
+                           str(DATA / "SST-2"), "--n-examples", "16", "--reps", "1", "--warmup", "1",
+                           "--train-steps", "1", "--threads", "1", "--workload", "zeroshot", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert len(res["predictions"]) == 16 and 0 <= res["accuracy"] <= 1
+    assert res["peak_rss_mb"] >= res["rss_before_workload_mb"] > 0
