@@ -185,11 +185,12 @@ class PromptModel(nn.Module):
 
         return predict(self, inputs, batch_size=batch_size)
 
-    def save_pretrained(self, directory: str, save_lm: bool | None = None, base_model: str | None = None) -> Any:
+    def save_pretrained(self, directory: str, save_lm: bool | None = None, base_model: str | None = None,
+                        materialize: bool = False) -> Any:
         """Save template, verbalizer, prompt parameters (and the LM only if it was tuned)."""
         from .serialization import save_prompt_model
 
-        return save_prompt_model(self, directory, save_lm=save_lm, base_model=base_model)
+        return save_prompt_model(self, directory, save_lm=save_lm, base_model=base_model, materialize=materialize)
 
     @classmethod
     def from_pretrained(cls, directory: str, base_model: str | None = None, **kwargs: Any) -> "PromptModel":

@@ -198,7 +198,8 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     if output_dir is not None and c.get("save_model"):
         from .serialization import save_prompt_model
 
-        saved = save_prompt_model(model, Path(output_dir) / "model", base_model=c.get("model", {}).get("name_or_path"))
+        saved = save_prompt_model(model, Path(output_dir) / "model", base_model=c.get("model", {}).get("name_or_path"),
+                                  materialize=bool(c.get("materialize_prompt", False)))
         results["saved_model"] = {"path": str(saved), "bytes": sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())}
         print(f"saved model to {saved} ({results['saved_model']['bytes'] / 1e6:.3f} MB)")
     if output_dir is not None:

@@ -35,10 +35,13 @@ def _lm_is_trained(model: nn.Module) -> bool:
 
 
 def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | None = None,
-                      base_model: str | None = None) -> Path:
+                      base_model: str | None = None, materialize: bool = False) -> Path:
     """Write ``model`` to ``directory`` (see the module doc for the layout); returns the directory.
 
     ``save_lm=None`` saves the LM only if some LM weight is trainable (i.e. it was tuned).
+    ``materialize=True`` stores a reparameterised prompt (LSTM/MLP encoder, projected deep prefixes)
+    as the plain vectors it produces, as PEFT does: the same logits, a fraction of the size, but no
+    encoder to continue training.
     """
     from safetensors.torch import save_file
 
@@ -69,6 +72,12 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
         sp = getattr(model, "soft_prompt", None)
         if sp is not None:
             cfg["soft_prompt"] = dict(getattr(sp, "build_config", None) or {"type": "embedding"})
+            if materialize and hasattr(sp, "plain"):
+                from .soft_prompt import SoftPrompt
+
+                sp = sp.plain()
+                cfg["soft_prompt"] = ({"type": "embedding"} if isinstance(sp, SoftPrompt)
+                                      else {**cfg["soft_prompt"], "prefix_projection": False})
             state = {k: v.detach().cpu().contiguous() for k, v in sp.state_dict().items()}
             save_file(state, str(d / PROMPT_WEIGHTS))
     if save_lm:

@@ -184,14 +184,16 @@ def test_finetune_classifier_trains_and_round_trips(bert_tokenizer, tmp_path):
     assert predict(model, "great story") == predict(loaded, "great story")
 
 
-@pytest.mark.parametrize("encoder", ["lstm", "mlp", "deep"])
-def test_save_load_round_trip_prompt_encoders(bert_tokenizer, tmp_path, encoder):
+@pytest.mark.parametrize("materialize", [False, True])
+@pytest.mark.parametrize("encoder", ["lstm", "mlp", "deep", "deep-projected"])
+def test_save_load_round_trip_prompt_encoders(bert_tokenizer, tmp_path, encoder, materialize):
     from promptlearn.soft_prompt import build_soft_prompt
 
     torch.manual_seed(0)
     mlm = tiny_mlm("bert", len(bert_tokenizer))
     template = Template("{soft*2} {text_a} It was {mask}.", bert_tokenizer, max_length=32)
-    opts = {"num_prefix": 3} if encoder == "deep" else {}
+    opts = {"num_prefix": 3, "prefix_projection": encoder == "deep-projected"} if encoder.startswith("deep") else {}
+    encoder = encoder.split("-")[0]
     sp = build_soft_prompt(template.soft_spec, mlm, encoder, seed=1, **opts)
     sp.build_config = {"type": encoder, "seed": 1, **opts}
     model = PromptModel(mlm, template, Verbalizer({"neg": "bad", "pos": "great"}, bert_tokenizer), soft_prompt=sp)
@@ -199,8 +201,10 @@ def test_save_load_round_trip_prompt_encoders(bert_tokenizer, tmp_path, encoder)
     base = tmp_path / "base"
     mlm.save_pretrained(base)
     bert_tokenizer.save_pretrained(base)
-    saved = model.save_pretrained(str(tmp_path / "artifact"), base_model=str(base))
+    saved = model.save_pretrained(str(tmp_path / "artifact"), base_model=str(base), materialize=materialize)
     assert not (saved / "lm").exists()
+    if materialize and encoder != "deep":
+        assert (saved / "prompt.safetensors").stat().st_size < 2_000  # 2 vectors of 32 floats + header
     loaded = PromptModel.from_pretrained(str(saved))
     texts = ["the movie was great", "really boring", "a good film"]
     for x, y in zip(model.predict(texts), loaded.predict(texts)):
