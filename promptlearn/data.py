@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import tokenizers
 import torch
+import transformers
 from torch.utils.data import DataLoader, Sampler
 
 from . import template as template_module
@@ -17,6 +19,20 @@ __all__ = ["encode_dataset", "PromptCollator", "make_loader", "template_fingerpr
 
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "soft_ids", "mask_pos")
 _TEMPLATE_CODE_HASH = hashlib.sha256(Path(template_module.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _tokenizer_hash(tok: Any) -> str:
+    """sha256 of the whole fast tokenizer (vocabulary, merges, normaliser...), cached on the object."""
+    cached = getattr(tok, "_promptlearn_hash", None)
+    if cached is None:
+        backend = getattr(tok, "backend_tokenizer", None)
+        text = backend.to_str() if backend is not None else json.dumps(tok.get_vocab(), sort_keys=True)
+        cached = hashlib.sha256(text.encode()).hexdigest()[:16]
+        try:
+            tok._promptlearn_hash = cached
+        except Exception:  # pragma: no cover - exotic tokenizer objects
+            pass
+    return cached
 
 
 def template_fingerprint(template: Template, base: str = "") -> str:
@@ -30,6 +46,8 @@ def template_fingerprint(template: Template, base: str = "") -> str:
         "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok),
                       tok.mask_token_id, tok.pad_token_id, getattr(tok, "model_max_length", None)],
         "vocab_probe": tok("The quick brown fox, 123!", add_special_tokens=True)["input_ids"],
+        "tokenizer_hash": _tokenizer_hash(tok),
+        "versions": [transformers.__version__, getattr(tokenizers, "__version__", "")],
         "code": _TEMPLATE_CODE_HASH,  # a change to the encoding code invalidates the cache
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:32]

@@ -13,6 +13,7 @@ position).
 from __future__ import annotations
 
 from contextlib import nullcontext
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .soft_prompt import SoftPrompt
-from .template import Template
+from .template import Template, is_space_sensitive
 from .verbalizer import Verbalizer
 
 __all__ = ["PromptModel", "PromptOutput", "load_backbone", "ModelLoadError"]
@@ -54,7 +55,7 @@ def load_backbone(name_or_path: str, **kwargs: Any) -> tuple[Any, nn.Module]:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **{k: v for k, v in kwargs.items() if k == "revision"})
         model = AutoModelForMaskedLM.from_pretrained(name_or_path, **kwargs)
     except Exception as exc:  # OSError, ValueError, connection errors...
         raise ModelLoadError(
@@ -82,6 +83,11 @@ class PromptModel(nn.Module):
             raise ValueError(f"the soft prompt has {spec.num_tokens} soft tokens but template {template.name!r} "
                              f"declares {template.soft_spec.num_tokens}; build it from template.soft_spec")
         self.soft_prompt = soft_prompt
+        if template.has_mask and verbalizer.prefix_space != template.mask_has_leading_space and \
+                is_space_sensitive(template.tokenizer):
+            warnings.warn(f"template {template.text!r}: the mask {'follows' if template.mask_has_leading_space else 'does not follow'} "
+                          f"a space but the label words are tokenised {'with' if verbalizer.prefix_space else 'without'} "
+                          f"a leading space; set verbalizer prefix_space={template.mask_has_leading_space}")
         self._check_positions()
         self.restricted_head = False
         if check_head:
@@ -107,7 +113,8 @@ class PromptModel(nn.Module):
         try:
             tok = self.template.tokenizer
             ids = [i for i in (tok.cls_token_id, tok.mask_token_id, tok.sep_token_id) if i is not None]
-            dev = self.verbalizer.token_ids.device
+            dev = next(self.mlm.parameters()).device
+            self.verbalizer.to(dev)
             input_ids = torch.tensor([ids], device=dev)
             attn = torch.ones_like(input_ids)
             mask_pos = torch.tensor([ids.index(tok.mask_token_id)], device=dev)

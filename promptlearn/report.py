@@ -12,6 +12,7 @@ can be matched to the exact data.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -39,14 +40,38 @@ def collect(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     return out
 
 
+# options that do not change a run's numbers (or are already part of the group key)
+_NOT_CONFIG = {"seed", "progress", "device", "threads", "resume", "save_model", "keep_checkpoint",
+               "materialize_prompt", "data_root", "eval_batch_size", "task", "model"}
+
+
+def config_signature(result: dict[str, Any]) -> str:
+    """Short hash of everything in a run's config that can change its numbers, except the seed."""
+    cfg = {k: v for k, v in (result.get("config") or {}).items() if k not in _NOT_CONFIG}
+    cfg["_template"], cfg["_verbalizer"] = result.get("template"), result.get("verbalizer")
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, strategy variant, model, K, config signature); seeds must not repeat in a row."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
-        key = (r["task"], variant(r), Path(str(r.get("model"))).name, r.get("k_shot", 0))
+        key = (r["task"], variant(r), Path(str(r.get("model"))).name, r.get("k_shot", 0), config_signature(r))
         groups[key].append(r)
+    per_label = defaultdict(set)
+    for task, var, model, k, sig in groups:
+        per_label[(task, var, model, k)].add(sig)
     rows = []
-    for (task, var, model, k), rs in sorted(groups.items()):
+    for (task, var, model, k, sig), rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r.get("seed", 0))
+        seeds = [r.get("seed") for r in rs]
+        if len(set(seeds)) != len(seeds):
+            dup = sorted({s for s in seeds if seeds.count(s) > 1})
+            raise SystemExit(f"{task} {var}: seed(s) {dup} appear more than once with the same configuration: "
+                             + ", ".join(r.get("_path", "?") for r in rs if r.get("seed") in dup)
+                             + "\nreport one sweep at a time, or remove the duplicated runs")
+        if len(per_label[(task, var, model, k)]) > 1:  # several configurations of one strategy: tell them apart
+            var = f"{var} cfg={sig}"
         main = np.array([r["metrics"]["main"] for r in rs]) * 100
         acc = np.array([r["metrics"]["accuracy"] for r in rs]) * 100
         rows.append({

@@ -24,7 +24,7 @@ from .metrics import compute_metrics, ids_checksum, predict_scores
 from .prompt_model import ModelLoadError, PromptModel, load_backbone
 from .sampler import sample_few_shot
 from .task import load_task
-from .template import Template, iter_fields
+from .template import Template, is_space_sensitive, iter_fields
 from .verbalizer import Verbalizer
 
 log = logging.getLogger("promptlearn")
@@ -96,7 +96,9 @@ def build(cfg: Any, tokenizer: Any = None, mlm: Any = None) -> dict[str, Any]:
     if n_soft:
         template_text = f"{{soft*{n_soft}}} " + template_text  # P-tuning style pseudo-tokens before the prompt
     template = Template(template_text, tokenizer, max_length=max_length, name=task.name, truncate=truncate)
-    vopts = c.get("verbalizer_options") or {}
+    vopts = dict(c.get("verbalizer_options") or {})
+    if vopts.get("prefix_space", "auto") == "auto":  # follow the template: ' great' after "It was {mask}"
+        vopts["prefix_space"] = template.mask_has_leading_space and is_space_sensitive(tokenizer)
     verbalizer = Verbalizer(c.get("verbalizer") or task.verbalizer, tokenizer, labels=task.labels,
                             name=task.name, **vopts)
     soft_prompt = None

@@ -29,16 +29,11 @@ PROMPT_WEIGHTS = "prompt.safetensors"
 FORMAT = "promptlearn/1"
 
 
-def _lm_is_trained(model: nn.Module) -> bool:
-    prompt_ids = {id(p) for p in model.soft_prompt.parameters()} if getattr(model, "soft_prompt", None) else set()
-    return any(p.requires_grad for p in model.mlm.parameters() if id(p) not in prompt_ids)
-
-
 def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | None = None,
                       base_model: str | None = None, materialize: bool = False) -> Path:
     """Write ``model`` to ``directory`` (see the module doc for the layout); returns the directory.
 
-    ``save_lm=None`` saves the LM only if some LM weight is trainable (i.e. it was tuned).
+    ``save_lm=None`` saves the LM only if it was tuned (``model.lm_trained``, set by the trainer).
     ``materialize=True`` stores a reparameterised prompt (LSTM/MLP encoder, projected deep prefixes)
     as the plain vectors it produces, as PEFT does: the same logits, a fraction of the size, but no
     encoder to continue training.
@@ -52,12 +47,15 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
     t = model.template
     is_classifier = isinstance(model, ClassifierModel)
     if save_lm is None:
-        save_lm = is_classifier or _lm_is_trained(model)
+        save_lm = is_classifier or bool(getattr(model, "lm_trained", False))
     base = base_model or getattr(getattr(model.mlm, "config", None), "_name_or_path", None) or t.tokenizer.name_or_path
+    if Path(str(base)).exists():  # a local directory: record it absolutely so the artifact loads from anywhere
+        base = str(Path(str(base)).resolve())
     cfg: dict[str, Any] = {
         "format": FORMAT,
         "kind": "classifier" if is_classifier else "prompt",
         "base_model": str(base),
+        "base_revision": getattr(model, "base_revision", None),
         "lm_saved": bool(save_lm),
         "template": {"text": t.text, "max_length": t.max_length, "truncate": t.truncate, "name": t.name,
                      "require_mask": t.has_mask},
@@ -103,11 +101,13 @@ def load_prompt_model(directory: str | Path, base_model: str | None = None, **mo
     if cfg.get("format") != FORMAT:
         raise ValueError(f"{d / CONFIG_NAME}: unknown format {cfg.get('format')!r} (expected {FORMAT!r})")
     source = str(d / "lm") if cfg["lm_saved"] else (base_model or cfg["base_model"])
+    if not cfg["lm_saved"] and base_model is None and cfg.get("base_revision"):
+        model_kwargs.setdefault("revision", cfg["base_revision"])
     tc = cfg["template"]
     if cfg["kind"] == "classifier":
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **model_kwargs)
         template = Template(tc["text"], tokenizer, max_length=tc["max_length"], name=tc["name"],
                             truncate=tc["truncate"], require_mask=False)
         return ClassifierModel.from_pretrained(source, template, cfg["labels"], **model_kwargs).eval()
@@ -127,7 +127,10 @@ def load_prompt_model(directory: str | Path, base_model: str | None = None, **mo
         soft_prompt = build_soft_prompt(template.soft_spec, mlm, opts.pop("type", "embedding"), **opts)
         soft_prompt.build_config = dict(cfg["soft_prompt"])
         soft_prompt.load_state_dict(load_file(str(d / PROMPT_WEIGHTS)))
-    return PromptModel(mlm, template, verbalizer, soft_prompt=soft_prompt).eval()
+    model = PromptModel(mlm, template, verbalizer, soft_prompt=soft_prompt).eval()
+    model.lm_trained = bool(cfg["lm_saved"])  # re-saving keeps a tuned LM
+    model.base_revision = cfg.get("base_revision")
+    return model
 
 
 @torch.no_grad()

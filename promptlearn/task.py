@@ -129,7 +129,7 @@ def load_task(task_cfg: Mapping[str, Any] | Any, data_root: str | os.PathLike | 
     else:
         raise FileNotFoundError(
             f"Task '{name}': no data found and no `hub` configured. Tried: {'; '.join(tried)}. "
-            f"Fix: pass data_root=/path/to/data (Hydra: task.data_root=/path/to/data), "
+            f"Fix: pass data_root=/path/to/data (command line: data_root=/path/to/data), "
             f"set the environment variable {ENV_VAR}=/path/to/data, "
             f"or point task.data_dir at an absolute directory."
         )

@@ -275,7 +275,7 @@ class Template:
                 if i == 0 or self.pieces[i - 1].kind == "sep":
                     return False
                 prev = self.pieces[i - 1]
-                return prev.kind != "text" or prev.value[-1:].isspace()
+                return prev.kind == "text" and prev.value[-1:].isspace()
         return False
 
     def _resolve_soft(self) -> tuple[SoftSpec, list[list[int]]]:
@@ -315,8 +315,8 @@ class Template:
         # hard text is measured on its own; that is exact up to merges across piece borders
         n = int(self.has_mask)
         for p in self.pieces:
-            if p.kind == "text":
-                n += len(self.tokenizer(p.value, add_special_tokens=False)["input_ids"])
+            if p.kind == "text" and p.value.strip():
+                n += len(self.tokenizer(p.value.strip(), add_special_tokens=False)["input_ids"])
         n += sum(len(s) for s in self._soft_slots)
         return n
 

@@ -27,6 +27,7 @@ import csv
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -67,6 +68,9 @@ def configure_trainable(model: nn.Module, strategy: dict[str, Any]) -> dict[str,
     train_lm = bool(strategy.get("train_lm", False))
     train_prompt = bool(strategy.get("train_prompt", True))
     prompt_params = {id(p): p for m in _prompt_modules(model) for p in m.parameters()}
+    if prompt_params and not train_prompt:
+        warnings.warn(f"strategy {strategy.get('name')!r} keeps the template's soft tokens frozen at their "
+                      "initial values (train_prompt=false); use prompt_lm or fixed_lm to train them")
     lm = getattr(model, "mlm", model)
     groups: dict[str, list[nn.Parameter]] = {"lm": [], "prompt": []}
     for p in lm.parameters():
@@ -79,6 +83,7 @@ def configure_trainable(model: nn.Module, strategy: dict[str, Any]) -> dict[str,
         p.requires_grad_(train_prompt)
         if train_prompt:
             groups["prompt"].append(p)
+    model.lm_trained = bool(groups["lm"]) or bool(getattr(model, "lm_trained", False))  # read by save_prompt_model
     if not groups["lm"] and not groups["prompt"]:
         raise ValueError(f"strategy {strategy.get('name')!r} trains nothing: the LM is frozen and the template has "
                          "no soft tokens; add {soft} tokens (strategy.soft_prefix=N or template=...) or set train_lm")
@@ -197,7 +202,7 @@ def train(model: nn.Module, few: Any, strategy: dict[str, Any], cfg: dict[str, A
     amp_ctx, scaler = _autocast(device, s.get("amp", "auto"))
 
     torch.manual_seed(seed)  # dropout noise depends on the seed only, not on what ran before
-    step, best, best_step, best_state, history = 0, -math.inf, 0, None, []
+    step, best, best_step, best_state, history, running = 0, -math.inf, 0, None, [], None
     ckpt_path = out / CHECKPOINT if out is not None else None
     if cfg.get("resume") and ckpt_path is not None and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -206,22 +211,32 @@ def train(model: nn.Module, few: Any, strategy: dict[str, Any], cfg: dict[str, A
         sched.load_state_dict(ck["scheduler"])
         batches.load(ck["batches"])
         torch.set_rng_state(ck["rng"])
-        step, best, best_step, best_state, history = (ck["step"], ck["best"], ck["best_step"], ck["best_state"],
-                                                      ck["history"])
+        if ck.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
+        if ck.get("scaler") is not None and scaler is not None:
+            scaler.load_state_dict(ck["scaler"])
+        step, best, best_step, best_state, history, running = (ck["step"], ck["best"], ck["best_step"],
+                                                               ck["best_state"], ck["history"], ck.get("running"))
         print(f"resumed from {ckpt_path} at step {step}")
     elif cfg.get("resume"):
         print(f"resume=true but no checkpoint at {ckpt_path}; starting from scratch")
 
-    # where a resumed run restarts: the state at the start of the step in progress
-    resume_point = {"batches": batches.state(), "rng": torch.get_rng_state()}
+    def step_boundary() -> dict[str, Any]:  # data position and RNG state between two optimizer steps
+        return {"batches": batches.state(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+
+    # where a resumed run restarts: the state at the end of the last completed step
+    resume_point = step_boundary()
 
     def save_checkpoint() -> None:
         if ckpt_path is None:
             return
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"trainable": _trainable_state(model), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), **resume_point,
-                    "step": step, "best": best, "best_step": best_step, "best_state": best_state,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "step": step, "best": best, "best_step": best_step, "best_state": best_state, "running": running,
                     "history": history}, tmp)
         tmp.replace(ckpt_path)
 
@@ -231,14 +246,34 @@ def train(model: nn.Module, few: Any, strategy: dict[str, Any], cfg: dict[str, A
 
     log_rows = history
     t0 = time.perf_counter()
-    model.train()
-    if not groups["lm"] and bool(s.get("lm_eval_mode", True)):
-        getattr(model, "mlm", model).eval()  # frozen LM: no dropout noise (OpenPrompt's plm_eval_mode)
+    frozen_lm_eval = not groups["lm"] and bool(s.get("lm_eval_mode", True))
+
+    def train_mode() -> None:
+        model.train()
+        if frozen_lm_eval:
+            getattr(model, "mlm", model).eval()  # frozen LM: no dropout noise (OpenPrompt's plm_eval_mode)
+
+    def eval_and_checkpoint() -> None:
+        nonlocal best, best_step, best_state
+        dev = evaluate_dev()
+        log_rows.append({"step": step, "loss": round(running, 6) if running is not None else None,
+                         "lr": sched.get_last_lr()[0], "dev": dev, "elapsed_s": round(time.perf_counter() - t0, 2)})
+        if dev > best:
+            best, best_step, best_state = dev, step, _trainable_state(model)
+        log.info("step %d loss %s dev %s %.4f (best %.4f @ %d)", step, log_rows[-1]["loss"], main_metric, dev, best,
+                 best_step)
+        if out is not None:
+            _write_csv(out / "train_log.csv", log_rows)
+        save_checkpoint()
+        train_mode()
+
+    train_mode()
     bar = tqdm(total=max_steps, initial=step, desc=f"train {s.get('name')}", disable=not cfg.get("progress", True))
-    running = None
     try:
+        # a run interrupted during an evaluation redoes that evaluation before training on
+        if step and (step % eval_every == 0 or step == max_steps) and not any(r["step"] == step for r in log_rows):
+            eval_and_checkpoint()
         while step < max_steps:
-            resume_point = {"batches": batches.state(), "rng": torch.get_rng_state()}
             opt.zero_grad(set_to_none=True)
             loss_sum = 0.0
             for _ in range(accum):
@@ -264,24 +299,12 @@ def train(model: nn.Module, few: Any, strategy: dict[str, Any], cfg: dict[str, A
             sched.step()
             step += 1
             running = loss_sum if running is None else 0.9 * running + 0.1 * loss_sum
+            # an interrupt from here on (e.g. during the dev evaluation) resumes after this step
+            resume_point = step_boundary()
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}")
             if step % eval_every == 0 or step == max_steps:
-                dev = evaluate_dev()
-                row = {"step": step, "loss": round(running, 6), "lr": sched.get_last_lr()[0], "dev": dev,
-                       "elapsed_s": round(time.perf_counter() - t0, 2)}
-                log_rows.append(row)
-                if dev > best:
-                    best, best_step, best_state = dev, step, _trainable_state(model)
-                log.info("step %d loss %.4f dev %s %.4f (best %.4f @ %d)", step, running, main_metric, dev, best,
-                         best_step)
-                if out is not None:
-                    _write_csv(out / "train_log.csv", log_rows)
-                resume_point = {"batches": batches.state(), "rng": torch.get_rng_state()}
-                save_checkpoint()
-                model.train()
-                if not groups["lm"] and bool(s.get("lm_eval_mode", True)):
-                    getattr(model, "mlm", model).eval()
+                eval_and_checkpoint()
     except (KeyboardInterrupt, Exception) as exc:
         bar.close()
         if not isinstance(exc, NonFiniteLossError):

@@ -32,3 +32,17 @@ def test_rows_split_by_k_when_mixed():
     rows = aggregate([fake("sst2", "finetune", 13, 0.5, k=16), fake("sst2", "finetune", 13, 0.7, k=256)])
     table = markdown_table(rows)
     assert "| finetune K=16 | 50.0 (0.0) n=1 |" in table and "| finetune K=256 | 70.0 (0.0) n=1 |" in table
+
+
+def test_different_configs_are_not_averaged_and_duplicate_seeds_fail():
+    import pytest
+
+    a = [fake("sst2", "fixed_prompt", s, 0.5) for s in (13, 21)]
+    b = [fake("sst2", "fixed_prompt", s, 0.9) for s in (13, 21)]
+    for r in b:
+        r["config"]["strategy"]["lr"] = 2e-5
+    rows = aggregate(a + b)
+    assert len(rows) == 2 and sorted(r["mean"] for r in rows) == [50.0, 90.0]
+    assert all("cfg=" in r["strategy"] for r in rows)
+    with pytest.raises(SystemExit, match="more than once"):
+        aggregate(a + [fake("sst2", "fixed_prompt", 13, 0.6)])

@@ -105,7 +105,8 @@ def test_training_is_deterministic(bert_tokenizer):
         assert torch.equal(v, w), k
 
 
-def test_resume_after_interrupt_matches_uninterrupted(bert_tokenizer, tmp_path):
+@pytest.mark.parametrize("interrupt_at,ck_step", [(5, 3), (3, 2)])
+def test_resume_after_interrupt_matches_uninterrupted(bert_tokenizer, tmp_path, interrupt_at, ck_step):
     ref = make_model(bert_tokenizer)
     run(ref, "prompt_lm", tmp_path / "ref", steps=6)
 
@@ -115,7 +116,8 @@ def test_resume_after_interrupt_matches_uninterrupted(bert_tokenizer, tmp_path):
 
     def flaky_forward(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 5:  # forwards: steps 1, 2, dev eval, step 3, then step 4 is interrupted
+        # forwards: step 1, step 2, dev eval (3), step 3, step 4 (5): interrupt inside a step or an evaluation
+        if calls["n"] == interrupt_at:
             raise KeyboardInterrupt
         return real_forward(*a, **k)
 
@@ -123,7 +125,7 @@ def test_resume_after_interrupt_matches_uninterrupted(bert_tokenizer, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run(model, "prompt_lm", tmp_path / "run", steps=6)
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    assert ck["step"] == 3  # interrupted inside step 4: resumes at the start of step 4
+    assert ck["step"] == ck_step  # resumes right after the last completed step
 
     resumed = make_model(bert_tokenizer)
     info = run(resumed, "prompt_lm", tmp_path / "run", steps=6, resume=True)
@@ -221,3 +223,9 @@ def test_training_learns_a_separable_toy_task(bert_tokenizer, strategy):
     info = train(model, few_shot(), s, dict(seed=7, progress=False), torch.device("cpu"))
     assert info["best_dev"] == 1.0, info["log"]
     assert info["log"][-1]["loss"] < info["log"][0]["loss"]
+
+
+def test_untrained_model_saves_no_lm(bert_tokenizer, tmp_path):
+    model = make_model(bert_tokenizer, "{text_a} It was {mask}.")  # zero-shot: nothing was trained
+    saved = model.save_pretrained(str(tmp_path / "zs"), base_model=str(tmp_path / "base"))
+    assert not (saved / "lm").exists() and not (saved / "prompt.safetensors").exists()
