@@ -99,3 +99,12 @@ def test_soft_tokens_are_injected(bert_tokenizer):
     with torch.no_grad():
         torch.testing.assert_close(model(**batch).token_logits, _reference(mlm, hard_batch, model.verbalizer.token_ids),
                                    atol=1e-5, rtol=1e-5)
+
+
+def test_unloadable_model_names_itself_and_the_override(monkeypatch, tmp_path):
+    from promptlearn.prompt_model import ModelLoadError, load_backbone
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        load_backbone(str(tmp_path / "no-such-model"))
+    assert "no-such-model" in str(err.value) and "model.name_or_path=" in str(err.value)

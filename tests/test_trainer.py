@@ -229,3 +229,11 @@ def test_untrained_model_saves_no_lm(bert_tokenizer, tmp_path):
     model = make_model(bert_tokenizer, "{text_a} It was {mask}.")  # zero-shot: nothing was trained
     saved = model.save_pretrained(str(tmp_path / "zs"), base_model=str(tmp_path / "base"))
     assert not (saved / "lm").exists() and not (saved / "prompt.safetensors").exists()
+
+
+def test_gradient_checkpointing_option_trains_the_same_loss(bert_tokenizer):
+    a, b = make_model(bert_tokenizer, "{text_a} It was {mask}."), make_model(bert_tokenizer, "{text_a} It was {mask}.")
+    ia = run(a, "fixed_prompt", steps=2)
+    ib = run(b, dict(STRATEGIES["fixed_prompt"], gradient_checkpointing=True), steps=2)
+    assert b.mlm.is_gradient_checkpointing
+    assert [r["loss"] for r in ia["log"]] == pytest.approx([r["loss"] for r in ib["log"]], abs=1e-5)

@@ -32,6 +32,8 @@ def run_side(python: str, script: Path, workload: str, args: argparse.Namespace)
            "--batch-size", str(args.batch_size), "--max-seq-length", str(args.max_seq_length), "--reps",
            str(args.reps), "--warmup", str(args.warmup), "--train-steps", str(args.train_steps), "--threads",
            str(args.threads), "--device", args.device, "--workload", workload]
+    if workload == "train" and args.gradient_checkpointing and "promptlearn" in script.name:
+        cmd.append("--gradient-checkpointing")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         proc = subprocess.run(cmd + ["--out", str(out)], capture_output=True, text=True,
@@ -55,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gradient-checkpointing", action="store_true",
+                    help="promptlearn's training workload with strategy.gradient_checkpointing=true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     args.model, args.data = str(Path(args.model).resolve()), str(Path(args.data).resolve())

@@ -118,10 +118,12 @@ def run_train(args):
     rows = read_tsv(Path(args.data) / "train.tsv", n_steps * args.batch_size)
     rss_before = rss_mb()
     loader, build_s = batches(model, rows, args.batch_size, sort=False)
-    from promptlearn.trainer import build_optimizer, configure_trainable
+    from promptlearn.trainer import build_optimizer, configure_trainable, enable_activation_checkpointing
 
     model.train()
     groups = configure_trainable(model, {"name": "fixed_prompt", "train_lm": True, "train_prompt": False})
+    if args.gradient_checkpointing:
+        enable_activation_checkpointing(model.mlm)
     params = groups["lm"]
     opt = build_optimizer(model, groups, {"lr": args.lr, "weight_decay": 0.01})  # what promptlearn's trainer uses
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -150,6 +152,7 @@ def run_train(args):
 
 def settings(args):
     return {"template": TEMPLATE, "label_words": WORDS, "max_length": args.max_seq_length,
+            "gradient_checkpointing": args.gradient_checkpointing,
             "padding": "dynamic (longest in batch); scoring batches sorted by length",
             "truncation": "only the shortenable text_a slot is cut, from its end (tail)",
             "head": "LM head at the mask position only, label-word rows only",
@@ -170,6 +173,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--workload", default="all", choices=["all", "zeroshot", "train"])
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="training workload: strategy.gradient_checkpointing=true (less memory, more compute)")
     p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
