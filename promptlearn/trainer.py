@@ -60,15 +60,13 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def _prompt_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for m in (getattr(model, "soft_prompt", None), getattr(model, "head", None)) if m is not None]
-
 
 def configure_trainable(model: nn.Module, strategy: dict[str, Any]) -> dict[str, list[nn.Parameter]]:
     """Set ``requires_grad`` by strategy; returns the parameter groups ``{"lm": [...], "prompt": [...]}``."""
     train_lm = bool(strategy.get("train_lm", False))
     train_prompt = bool(strategy.get("train_prompt", True))
-    prompt_params = {id(p): p for m in _prompt_modules(model) for p in m.parameters()}
+    soft_prompt = getattr(model, "soft_prompt", None)  # the prompt parameters (soft tokens, prompt encoder)
+    prompt_params = {id(p): p for p in soft_prompt.parameters()} if soft_prompt is not None else {}
     if prompt_params and not train_prompt:
         warnings.warn(f"strategy {strategy.get('name')!r} keeps the template's soft tokens frozen at their "
                       "initial values (train_prompt=false); use prompt_lm or fixed_lm to train them")
