@@ -31,17 +31,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from promptlearn_side import batches as make_batches, read_tsv  # noqa: E402 - the same rows and batches as there
 
 WORKLOADS = ("raw_forward", "zeroshot", "zeroshot_multi", "raw_train", "train_fixed_prompt", "train_fixed_lm")
 SINGLE = {"negative": "terrible", "positive": "great"}
-
-
-def _sentences(data_dir: Path, n: int) -> list[dict]:
-    import csv
-
-    with open(data_dir / "dev.tsv", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[:n]
-    return [{"text_a": r["sentence"].strip(), "label": int(r["label"]), "idx": i} for i, r in enumerate(rows)]
 
 
 def _multi_token_words(tokenizer) -> dict[str, list[str]]:
@@ -52,16 +46,6 @@ def _multi_token_words(tokenizer) -> dict[str, list[str]]:
     if len(multi) < 2:
         raise SystemExit(f"no multi-token candidate words for this tokenizer: {cands}")
     return {"negative": [multi[0]], "positive": [multi[1]]}
-
-
-def _batches(template, rows, batch_size):
-    from datasets import Dataset
-
-    from promptlearn.data import encode_dataset, make_loader
-
-    enc = encode_dataset(Dataset.from_list(rows), template)
-    loader = make_loader(enc, batch_size, template.tokenizer.pad_token_id, sort_by_length=True)
-    return list(loader)
 
 
 def _time(fn, batches, reps, warmup, sync):
@@ -90,14 +74,14 @@ def run_workload(args) -> dict:
     dev = torch.device(args.device)
     tok, mlm = load_backbone(args.model)
     mlm.to(dev)
-    rows = _sentences(Path(args.data), args.n_examples)
+    rows = read_tsv(Path(args.data) / "dev.tsv", args.n_examples)
     w = args.workload
     soft = w == "train_fixed_lm"
     text = ("{soft*4} " if soft else "") + "{text_a|shortenable} It was {mask}."
     template = Template(text, tok, max_length=args.max_length)
     words = _multi_token_words(tok) if w == "zeroshot_multi" else SINGLE
     model = PromptModel(mlm, template, Verbalizer(words, tok)).to(dev)
-    batches = [{k: v.to(dev) for k, v in b.items()} for b in _batches(template, rows, args.batch_size)]
+    batches = [{k: v.to(dev) for k, v in b.items()} for b in make_batches(model, rows, args.batch_size, sort=True)[0]]
     n_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if dev.type == "cuda":

@@ -71,20 +71,14 @@ def batches(model, rows, batch_size, sort):
 
 
 def run_zeroshot(args):
-    import numpy as np
-
     torch, dev, model, load_s = setup(args)
     rows = read_tsv(Path(args.data) / "dev.tsv", args.n_examples)
     rss_before = rss_mb()
     loader, build_s = batches(model, rows, args.batch_size, sort=True)
-    model.eval()
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    from promptlearn.metrics import predict_scores
 
-    @torch.inference_mode()
-    def score():
-        out = [model(**{k: v.to(dev) for k, v in b.items() if k != "labels"}).logits for b in loader]
-        sync()
-        return torch.cat(out).float().cpu()
+    def score():  # scores in dataset order (the loader is length-sorted); .cpu() waits for the device
+        return predict_scores(model, loader, dev, progress=False)
 
     for _ in range(args.warmup):
         score()
@@ -93,11 +87,8 @@ def run_zeroshot(args):
     times = []
     for _ in range(args.reps):
         t = time.perf_counter()
-        scores = score()
+        s = score()
         times.append(time.perf_counter() - t)
-    order = np.asarray(loader.sampler.order)
-    s = np.empty_like(scores.numpy())
-    s[order] = scores.numpy()
     preds = s.argmax(-1).tolist()
     n = len(rows)
     n_correct = sum(int(p == r["label"]) for p, r in zip(preds, rows))
