@@ -287,7 +287,7 @@ class Template:
             if p.kind != "soft":
                 continue
             if p.value:
-                ids = self.tokenizer(" " + p.value if self._space_sensitive() else p.value,
+                ids = self.tokenizer(" " + p.value if is_space_sensitive(self.tokenizer) else p.value,
                                      add_special_tokens=False)["input_ids"]
                 if not ids:
                     raise _error(self.text, self.name, p.col, f"init text {p.value!r} tokenizes to nothing", "use real words")
@@ -307,9 +307,6 @@ class Template:
                     by_id[p.soft_id] = idx
             slots.append(idx)
         return SoftSpec(len(init_ids), tuple(init_ids)), slots
-
-    def _space_sensitive(self) -> bool:
-        return is_space_sensitive(self.tokenizer)
 
     def _fixed_length(self) -> int:
         # hard text is measured on its own; that is exact up to merges across piece borders
