@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .backbone import ModelLoadError, load_tokenizer, unwrap
 from .prompt_model import PromptOutput
 from .template import Template
 
@@ -29,30 +29,65 @@ class ClassifierModel(nn.Module):
     (tokenisation, padding, evaluation, training) serves both.
     """
 
-    def __init__(self, classifier: nn.Module, template: Template, labels: Sequence[str]):
+    kind = "classifier"
+
+    def __init__(self, classifier: nn.Module, template: Template, labels: Sequence[str], *,
+                 base_model: str | None = None, revision: str | None = None, strategy: str = "finetune"):
         super().__init__()
-        self.mlm = classifier  # named like PromptModel's backbone so strategies freeze/unfreeze alike
+        self.mlm = classifier  # named like PromptModel's backbone so strategies group parameters alike
         self.template = template
         self.labels = list(labels)
         self.restricted_head = False
+        self.soft_prompt = None
+        self.verbalizer = None
+        self.base_model = base_model
+        self.revision = revision
+        self.strategy = strategy
+
+    @property
+    def backbone(self) -> nn.Module:
+        return unwrap(self.mlm)
+
+    @property
+    def spec(self) -> Any:
+        from .spec import ModelSpec
+
+        cfg = getattr(self.backbone, "config", None)
+        return ModelSpec(kind=self.kind, base_model=self.base_model or getattr(cfg, "_name_or_path", None),
+                         revision=self.revision, template=self.template.config(), verbalizer=None,
+                         labels=self.labels, strategy=self.strategy)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, template: Template, labels: Sequence[str], **kwargs: Any):
         from transformers import AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={n: i for i, n in enumerate(labels)}, **kwargs)
-        return cls(model, template, labels)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name_or_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={n: i for i, n in enumerate(labels)}, **kwargs)
+        except Exception as exc:
+            raise ModelLoadError(f"could not load {name_or_path!r} as a sequence classifier: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:300]}; set model.name_or_path=/path/to/local/model") from exc
+        return cls(model, template, labels, base_model=name_or_path, revision=kwargs.get("revision"))
+
+    @classmethod
+    def from_spec(cls, spec: Any, tokenizer: Any = None, mlm: nn.Module | None = None,
+                  lm_source: str | None = None) -> "ClassifierModel":
+        source = lm_source or spec.base_model
+        revision = None if lm_source else spec.revision
+        tokenizer = tokenizer or load_tokenizer(source, revision)
+        template = Template(tokenizer=tokenizer, **{**spec.template, "require_mask": False})
+        model = cls.from_pretrained(source, template, spec.labels, **({"revision": revision} if revision else {}))
+        model.base_model, model.revision, model.strategy = spec.base_model, spec.revision, spec.strategy
+        return model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **_: Any) -> PromptOutput:
+                **_: Any) -> PromptOutput:
         kw = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kw["token_type_ids"] = token_type_ids
         logits = self.mlm(**kw).logits
-        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
-        return PromptOutput(logits=torch.log_softmax(logits.float(), -1), token_logits=logits, loss=loss)
+        return PromptOutput(logits=torch.log_softmax(logits.float(), -1), head_logits=logits)
 
     def predict(self, inputs: Any, batch_size: int = 32) -> Any:
         from .serialization import predict
@@ -63,4 +98,3 @@ class ClassifierModel(nn.Module):
         from .serialization import save_prompt_model
 
         return save_prompt_model(self, directory)
-

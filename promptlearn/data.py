@@ -1,4 +1,4 @@
-"""Tokenisation through ``datasets.map`` (cached) and dynamic per-batch padding."""
+"""Tokenisation through ``datasets.map`` (cached), dynamic per-batch padding, and the one batcher."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from typing import Any, Iterator, Sequence
 import tokenizers
 import torch
 import transformers
-from torch.utils.data import DataLoader, Sampler
 
 from . import template as template_module
 from .template import Template
 
-__all__ = ["encode_dataset", "PromptCollator", "make_loader", "template_fingerprint"]
+__all__ = ["encode_dataset", "PromptCollator", "Batches", "make_loader", "template_fingerprint"]
 
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "soft_ids", "mask_pos")
 _TEMPLATE_CODE_HASH = hashlib.sha256(Path(template_module.__file__).read_bytes()).hexdigest()[:16]
@@ -107,34 +106,84 @@ class PromptCollator:
         return batch
 
 
-class _LengthSortedSampler(Sampler[int]):
-    """Longest first, so every evaluation batch holds similar lengths (little padding)."""
+class Batches:
+    """The one batcher: padded batches over an encoded dataset, for training, evaluation and prediction.
 
-    def __init__(self, lengths: Sequence[int]):
-        self.order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    ``order``:
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order)
+    * ``"sequential"`` -- dataset order, one pass;
+    * ``"length"`` -- longest first, one pass (little padding per batch; inference).  ``order_index``
+      maps results back: row ``i`` of the concatenated outputs is dataset row ``order_index[i]``;
+    * ``"shuffle"`` -- endless and seeded: epoch ``e`` uses ``torch.randperm(n, seed + e)`` and drops
+      its ragged tail (training); :meth:`state` / :meth:`load` resume at the same position (load before
+      ``iter()``; the position lives in this object, so a new iterator continues where the last stopped).
+    """
 
+    def __init__(self, encoded: Any, batch_size: int, pad_token_id: int | None, order: str = "sequential",
+                 seed: int = 0, pad_to_multiple_of: int | None = None):
+        if order not in ("sequential", "length", "shuffle"):
+            raise ValueError(f"order must be sequential, length or shuffle, got {order!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        cols = [c for c in (*MODEL_COLUMNS, "label") if c in encoded.column_names]
+        self.rows = encoded.with_format(None, columns=cols)
+        self.n = len(encoded)
+        self.mode = order
+        self.seed = seed
+        self.collate = PromptCollator(pad_token_id, pad_to_multiple_of)
+        self.batch_size = min(int(batch_size), self.n) if order == "shuffle" else int(batch_size)
+        if order == "length":
+            lengths = [len(x) for x in encoded["input_ids"][:]]
+            self.order_index: list[int] | None = sorted(range(self.n), key=lambda i: (-lengths[i], i))
+        else:
+            self.order_index = None
+        self.epoch, self.pos = 0, 0
+        self._perm = self._permutation() if order == "shuffle" else None
+
+    # ------------------------------------------------------------------ one pass (sequential / length)
     def __len__(self) -> int:
-        return len(self.order)
+        if self.mode == "shuffle":
+            raise TypeError("a shuffling Batches is endless")
+        return (self.n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if self.mode == "shuffle":
+            return self._endless()
+        # Like a torch DataLoader, creating an iterator draws one number from the global generator (the
+        # DataLoader's workers' base seed).  promptlearn 0.1 evaluated through a DataLoader, so this keeps the
+        # dropout stream of a training run with dev evaluations -- and every recorded result -- identical.
+        torch.empty((), dtype=torch.int64).random_()
+        return self._one_pass()
+
+    def _one_pass(self) -> Iterator[dict[str, torch.Tensor]]:
+        index = self.order_index if self.order_index is not None else range(self.n)
+        for start in range(0, self.n, self.batch_size):
+            yield self.collate([self.rows[i] for i in index[start: start + self.batch_size]])
+
+    # ------------------------------------------------------------------ endless, seeded (shuffle)
+    def _permutation(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load(self, state: dict[str, int]) -> None:
+        self.epoch, self.pos = state["epoch"], state["pos"]
+        self._perm = self._permutation()
+
+    def _endless(self) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            if self.pos + self.batch_size > self.n:  # drop the ragged tail; next epoch
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._perm = self._permutation()
+            idx = self._perm[self.pos: self.pos + self.batch_size]
+            self.pos += self.batch_size
+            yield self.collate([self.rows[i] for i in idx])
 
 
 def make_loader(encoded: Any, batch_size: int, pad_token_id: int, shuffle: bool = False, seed: int = 0,
-                sort_by_length: bool = False, pad_to_multiple_of: int | None = None) -> DataLoader:
-    """A DataLoader over an encoded dataset.
-
-    ``shuffle`` uses a generator seeded with ``seed`` (same order on every run);
-    ``sort_by_length`` orders by length for inference -- use ``loader.sampler.order`` to map
-    results back to dataset order.
-    """
-    cols = [c for c in (*MODEL_COLUMNS, "label") if c in encoded.column_names]
-    data = encoded.with_format(None, columns=cols)
-    collate = PromptCollator(pad_token_id, pad_to_multiple_of)
-    if sort_by_length:
-        lengths = [len(x) for x in encoded["input_ids"][:]]
-        return DataLoader(data, batch_size=batch_size, sampler=_LengthSortedSampler(lengths), collate_fn=collate)
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None,
-                      collate_fn=collate)
+                sort_by_length: bool = False, pad_to_multiple_of: int | None = None) -> Batches:
+    """:class:`Batches` over an encoded dataset: ``sort_by_length`` for inference, ``shuffle`` for training."""
+    order = "shuffle" if shuffle else "length" if sort_by_length else "sequential"
+    return Batches(encoded, batch_size, pad_token_id, order=order, seed=seed, pad_to_multiple_of=pad_to_multiple_of)

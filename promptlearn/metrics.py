@@ -1,4 +1,4 @@
-"""Inference over a loader and the metrics reported for a task (scikit-learn)."""
+"""The metrics reported for a task (scikit-learn): one registry, ``METRICS``, used by tasks and runs."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import hashlib
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-from tqdm.auto import tqdm
 
-__all__ = ["predict_scores", "compute_metrics", "ids_checksum", "METRICS"]
+__all__ = ["compute_metrics", "ids_checksum", "METRICS"]
 
 METRICS = {
     "accuracy": lambda y, p: accuracy_score(y, p),
@@ -18,31 +16,6 @@ METRICS = {
     "f1": lambda y, p: f1_score(y, p, average="binary"),
     "mcc": lambda y, p: matthews_corrcoef(y, p),
 }
-
-
-@torch.no_grad()
-def predict_scores(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]], device: torch.device | str,
-                   progress: bool = True, desc: str = "evaluating") -> np.ndarray:
-    """Class scores ``[N, C]`` for every example of ``loader``, returned in dataset order.
-
-    Loaders built with ``sort_by_length=True`` are put back in dataset order.
-    """
-    was_training = model.training
-    model.eval()
-    chunks = []
-    try:
-        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-            batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-            chunks.append(model(**batch).logits.float().cpu())
-    finally:
-        model.train(was_training)
-    scores = torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), dtype=np.float32)
-    order = getattr(getattr(loader, "sampler", None), "order", None)
-    if order is not None:
-        out = np.empty_like(scores)
-        out[np.asarray(order)] = scores
-        scores = out
-    return scores
 
 
 def compute_metrics(labels: Sequence[int], preds: Sequence[int], main: str = "accuracy") -> dict[str, Any]:

@@ -1,19 +1,28 @@
-"""PromptModel: any ``AutoModelForMaskedLM`` + a Template + a Verbalizer.
+"""PromptModel: any ``AutoModelForMaskedLM`` (wrapped or not) + a Template + a verbalizer.
 
 The encoder runs once; its hidden states are gathered at the mask positions *before* the LM head,
-so the head sees ``[B, 1, H]`` instead of ``[B, L, H]``.  The head's last projection (the output
-embeddings, ``model.get_output_embeddings()``) is then applied only to the label-word rows.  Both
-steps use forward hooks on public modules (``model.base_model`` and the output embeddings), so no
-model class is special-cased.  At construction a one-token self-check compares the restricted
-head with the model's own full-vocabulary logits; a model whose head does something after the
-output projection falls back to the full head at the mask positions (still never at every
-position).
+so the head sees ``[B, 1, H]`` instead of ``[B, L, H]``.  What happens next depends on what the
+verbalizer asks for (``verbalizer.input``, see :mod:`promptlearn.verbalizers.base`):
+
+* ``label_logits`` -- the head's last projection (the output embeddings,
+  ``get_output_embeddings()``) is applied only to the verbalizer's label-word rows;
+* ``mask_hidden`` -- the head stops right before that projection and the verbalizer gets the
+  hidden state it would have projected.
+
+Both steps use forward hooks on public modules of the *unwrapped* backbone (``base_model`` and
+the output embeddings; see :func:`promptlearn.backbone.unwrap` for PEFT and other wrappers), while
+the wrapper itself is what runs.  If the gather hook does not fire, the forward raises instead of
+reading a wrong position.  At construction a one-token self-check compares the restricted head
+with the model's own full-vocabulary logits; a head that does something after the output
+projection falls back to the full head at the mask positions (still never at every position).
+
+``forward`` returns scores, never a loss: the loss belongs to the strategy
+(:meth:`promptlearn.strategies.Strategy.compute_loss`).
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,15 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backbone import ModelLoadError, load_backbone, unwrap
 from .soft_prompt import SoftPrompt
-from .template import Template, is_space_sensitive
-from .verbalizer import Verbalizer
+from .template import Template
+from .verbalizers import LABEL_LOGITS, BaseVerbalizer
 
-__all__ = ["PromptModel", "PromptOutput", "load_backbone", "ModelLoadError"]
+__all__ = ["PromptModel", "PromptOutput", "load_backbone", "ModelLoadError", "MaskGatherError"]
 
 
-class ModelLoadError(RuntimeError):
-    """A model or tokenizer name/path that cannot be loaded."""
+class MaskGatherError(RuntimeError):
+    """The hook that reads the mask position did not fire: the scores would come from a wrong position."""
 
 
 class _HeadInput(Exception):
@@ -42,61 +52,81 @@ class _HeadInput(Exception):
 
 @dataclass
 class PromptOutput:
-    logits: torch.Tensor  # [B, C] class log-scores
-    token_logits: torch.Tensor  # [B, T] LM logits of the verbalizer's label tokens at the mask
-    loss: torch.Tensor | None = None
+    """What a model returns: class log-scores, and what they were computed from."""
 
+    logits: torch.Tensor  # [B, C] class log-scores (argmax = prediction)
+    token_logits: torch.Tensor | None = None  # [B, T] LM logits of the label tokens at the mask (label_logits)
+    hidden: torch.Tensor | None = None  # [B, H] hidden state at the mask before the output projection (mask_hidden)
+    head_logits: torch.Tensor | None = None  # [B, C] raw logits of a classification head (finetune)
 
-def load_backbone(name_or_path: str, **kwargs: Any) -> tuple[Any, nn.Module]:
-    """Load ``(tokenizer, AutoModelForMaskedLM)`` from a Hub id or a local directory.
-
-    Errors name what failed and how to point at a local copy.
-    """
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **{k: v for k, v in kwargs.items() if k == "revision"})
-        model = AutoModelForMaskedLM.from_pretrained(name_or_path, **kwargs)
-    except Exception as exc:  # OSError, ValueError, connection errors...
-        raise ModelLoadError(
-            f"could not load the masked LM {name_or_path!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}\n"
-            f"If you are offline or the name is a typo, point at a local model directory, e.g.\n"
-            f"  python -m promptlearn.run +task=sst2 model.name_or_path=/path/to/model\n"
-            f"(a directory with config.json, the weights and the tokenizer files).") from exc
-    return tokenizer, model
+    @property
+    def verbalizer_input(self) -> torch.Tensor | None:
+        """What the verbalizer consumed (what calibration measures)."""
+        return self.token_logits if self.token_logits is not None else self.hidden
 
 
 class PromptModel(nn.Module):
-    """Cloze classifier: ``forward(**batch) -> PromptOutput`` with class log-scores."""
+    """Cloze classifier: ``forward(**batch) -> PromptOutput`` with class log-scores.
 
-    def __init__(self, mlm: nn.Module, template: Template, verbalizer: Verbalizer,
-                 soft_prompt: nn.Module | None = None, check_head: bool = True):
+    ``base_model`` / ``revision`` name the LM for saving (default: what ``mlm.config`` says) and
+    ``strategy`` the training strategy the weights come from (the trainer sets it); together with
+    the template, verbalizer and soft prompt they form :attr:`spec`, from which
+    :func:`promptlearn.spec.build_model` rebuilds this model.
+    """
+
+    kind = "prompt"
+
+    def __init__(self, mlm: nn.Module, template: Template, verbalizer: BaseVerbalizer,
+                 soft_prompt: nn.Module | None = None, check_head: bool = True, *, base_model: str | None = None,
+                 revision: str | None = None, strategy: str = "tuning_free", calibration: str | None = None):
         super().__init__()
         self.mlm = mlm
         self.template = template
         self.verbalizer = verbalizer
+        self.base_model = base_model
+        self.revision = revision
+        self.strategy = strategy
+        self.calibration = calibration  # how verbalizer.calibration was measured (content_free / support), if it was
+        backbone = self.backbone
         if soft_prompt is None and template.has_soft_tokens:
-            soft_prompt = SoftPrompt(template.soft_spec, mlm.get_input_embeddings())
+            soft_prompt = SoftPrompt(template.soft_spec, backbone.get_input_embeddings())
         # a prompt built for another template (e.g. by build_soft_prompt) must have as many soft vectors
         spec = getattr(soft_prompt, "spec", None)
         if spec is not None and spec.num_tokens != template.soft_spec.num_tokens:
             raise ValueError(f"the soft prompt has {spec.num_tokens} soft tokens but template {template.name!r} "
                              f"declares {template.soft_spec.num_tokens}; build it from template.soft_spec")
         self.soft_prompt = soft_prompt
-        if template.has_mask and verbalizer.prefix_space != template.mask_has_leading_space and \
-                is_space_sensitive(template.tokenizer):
-            warnings.warn(f"template {template.text!r}: the mask {'follows' if template.mask_has_leading_space else 'does not follow'} "
-                          f"a space but the label words are tokenised {'with' if verbalizer.prefix_space else 'without'} "
-                          f"a leading space; set verbalizer prefix_space={template.mask_has_leading_space}")
+        verbalizer.bind(template)  # label words tokenised as they follow this template's mask
         self._check_positions()
         self.restricted_head = False
-        if check_head:
+        if check_head and verbalizer.input == LABEL_LOGITS:
             self.restricted_head = self._head_self_check()
         self.train(mlm.training)  # follow the wrapped model's mode (from_pretrained models are in eval mode)
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The transformers model inside ``mlm`` (itself, unless ``mlm`` is a PEFT or other wrapper)."""
+        return unwrap(self.mlm)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.verbalizer.labels
+
+    @property
+    def spec(self) -> "Any":
+        """The :class:`~promptlearn.spec.ModelSpec` that rebuilds this model (weights aside)."""
+        from .spec import ModelSpec
+
+        cfg = getattr(self.backbone, "config", None)
+        return ModelSpec(kind=self.kind, base_model=self.base_model or getattr(cfg, "_name_or_path", None)
+                         or getattr(self.template.tokenizer, "name_or_path", None), revision=self.revision,
+                         template=self.template.config(), verbalizer=self.verbalizer.config(), labels=self.labels,
+                         soft_prompt=self.soft_prompt.config() if self.soft_prompt is not None else None,
+                         strategy=self.strategy, calibration=self.calibration)
+
     # ------------------------------------------------------------------ set-up checks
     def _check_positions(self) -> None:
-        cfg = getattr(self.mlm, "config", None)
+        cfg = getattr(self.backbone, "config", None)
         limit = getattr(cfg, "max_position_embeddings", None)
         if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert") and limit:
             limit -= 2  # positions start at padding_idx + 1
@@ -120,7 +150,9 @@ class PromptModel(nn.Module):
             mask_pos = torch.tensor([ids.index(tok.mask_token_id)], device=dev)
             full = self.mlm(input_ids=input_ids, attention_mask=attn).logits[0, mask_pos[0], self.verbalizer.token_ids]
             try:
-                fast = self._label_logits({"input_ids": input_ids, "attention_mask": attn}, mask_pos, restricted=True)[0]
+                fast = self._at_mask({"input_ids": input_ids, "attention_mask": attn}, mask_pos, restricted=True)[0]
+            except MaskGatherError:
+                raise
             except Exception:
                 return False
             return bool(torch.allclose(full.float(), fast.float(), atol=1e-4, rtol=1e-4))
@@ -128,11 +160,13 @@ class PromptModel(nn.Module):
             self.mlm.train(was_training)
 
     # ------------------------------------------------------------------ forward
-    def _label_logits(self, inputs: dict[str, torch.Tensor], mask_pos: torch.Tensor, restricted: bool) -> torch.Tensor:
-        """LM logits of the label tokens at the mask: ``[B, T]``."""
+    def _at_mask(self, inputs: dict[str, torch.Tensor], mask_pos: torch.Tensor, restricted: bool) -> torch.Tensor:
+        """What the verbalizer needs at the mask: label-token logits ``[B, T]`` or the head's input ``[B, H]``."""
         rows = torch.arange(mask_pos.shape[0], device=mask_pos.device)
+        fired = []
 
         def gather(module: nn.Module, args: Any, output: Any) -> Any:
+            fired.append(True)
             if isinstance(output, tuple):
                 return (output[0][rows, mask_pos].unsqueeze(1),) + tuple(output[1:])
             output["last_hidden_state"] = output["last_hidden_state"][rows, mask_pos].unsqueeze(1)
@@ -141,25 +175,43 @@ class PromptModel(nn.Module):
         def stop(module: nn.Module, args: Any) -> None:
             raise _HeadInput(args[0])
 
-        decoder = self.mlm.get_output_embeddings()
-        hooks = [self.mlm.base_model.register_forward_hook(gather)]
-        if restricted:
+        backbone = self.backbone
+        decoder = backbone.get_output_embeddings()
+        want_hidden = self.verbalizer.input != LABEL_LOGITS
+        hooks = [backbone.base_model.register_forward_hook(gather)]
+        if restricted or want_hidden:
             hooks.append(decoder.register_forward_pre_hook(stop))
         try:
             out = self.mlm(**inputs)
         except _HeadInput as h:
+            self._require(fired)
             x = h.x[:, 0]
+            if want_hidden:
+                return x
             ids = self.verbalizer.token_ids
             bias = decoder.bias[ids] if getattr(decoder, "bias", None) is not None else None
             return F.linear(x, decoder.weight[ids], bias)
         finally:
             for h in hooks:
                 h.remove()
+        self._require(fired)
+        if want_hidden:
+            raise MaskGatherError(f"{type(backbone).__name__}: the LM head's output projection "
+                                  f"({type(decoder).__name__}) was never called, so the hidden state at the mask "
+                                  f"that verbalizer type {self.verbalizer.type!r} needs could not be read")
         return out.logits[:, 0, :][:, self.verbalizer.token_ids]
+
+    def _require(self, fired: list) -> None:
+        if not fired:
+            raise MaskGatherError(
+                f"the mask-position hook on {type(self.backbone.base_model).__name__} (the encoder of "
+                f"{type(self.backbone).__name__}) did not fire while {type(self.mlm).__name__} ran, so the scores "
+                "would be read at a wrong position; the model must call its encoder through `base_model` "
+                "(wrappers: expose the inner transformers model with get_base_model())")
 
     def embed(self, input_ids: torch.Tensor, soft_ids: torch.Tensor | None) -> torch.Tensor:
         """Input embeddings with soft pseudo-tokens injected (vectorised, no Python loop)."""
-        emb = self.mlm.get_input_embeddings()(input_ids)
+        emb = self.backbone.get_input_embeddings()(input_ids)
         if soft_ids is None or self.soft_prompt is None or not self.template.has_soft_tokens:
             return emb
         soft = self.soft_prompt()  # [S, H]
@@ -168,7 +220,7 @@ class PromptModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_pos: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None, soft_ids: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **_: Any) -> PromptOutput:
+                **_: Any) -> PromptOutput:
         inputs: dict[str, torch.Tensor] = {"attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
@@ -179,11 +231,12 @@ class PromptModel(nn.Module):
         # deep prompts (P-tuning v2): per-layer key/value prefixes enter as past_key_values with the
         # attention mask extended over them (see DeepPrompt.prefix_context); mask_pos is unchanged
         apply_prefix = getattr(self.soft_prompt, "prefix_context", None)
-        with (apply_prefix(self.mlm, inputs) if apply_prefix is not None else nullcontext(inputs)) as inputs:
-            token_logits = self._label_logits(inputs, mask_pos, self.restricted_head)
-        logits = self.verbalizer(token_logits)
-        loss = F.cross_entropy(logits, labels) if labels is not None else None
-        return PromptOutput(logits=logits, token_logits=token_logits, loss=loss)
+        with (apply_prefix(self.backbone, inputs) if apply_prefix is not None else nullcontext(inputs)) as inputs:
+            x = self._at_mask(inputs, mask_pos, self.restricted_head)
+        logits = self.verbalizer(x)
+        if self.verbalizer.input == LABEL_LOGITS:
+            return PromptOutput(logits=logits, token_logits=x)
+        return PromptOutput(logits=logits, hidden=x)
 
     # ------------------------------------------------------------------ convenience
     def predict(self, inputs: Any, batch_size: int = 32) -> Any:
@@ -194,15 +247,34 @@ class PromptModel(nn.Module):
 
     def save_pretrained(self, directory: str, save_lm: bool | None = None, base_model: str | None = None,
                         materialize: bool = False) -> Any:
-        """Save template, verbalizer, prompt parameters (and the LM only if it was tuned)."""
+        """Save the spec and the trained state (the LM only if the strategy trained it)."""
         from .serialization import save_prompt_model
 
         return save_prompt_model(self, directory, save_lm=save_lm, base_model=base_model, materialize=materialize)
 
     @classmethod
-    def from_pretrained(cls, directory: str, base_model: str | None = None, **kwargs: Any) -> "PromptModel":
+    def from_pretrained(cls, directory: str, base_model: str | None = None, **kwargs: Any) -> nn.Module:
         """Load a model written by :meth:`save_pretrained`; ``base_model`` overrides the recorded LM."""
         from .serialization import load_prompt_model
 
         return load_prompt_model(directory, base_model=base_model, **kwargs)
 
+    @classmethod
+    def from_spec(cls, spec: Any, tokenizer: Any = None, mlm: nn.Module | None = None,
+                  lm_source: str | None = None) -> "PromptModel":
+        """Build from a :class:`~promptlearn.spec.ModelSpec` (LM from ``lm_source`` or the spec's base model)."""
+        from .soft_prompt import build_soft_prompt
+        from .verbalizers import build_verbalizer
+
+        if tokenizer is None or mlm is None:
+            source = lm_source or spec.base_model
+            tokenizer, mlm = load_backbone(source, revision=None if lm_source else spec.revision)
+        template = Template(tokenizer=tokenizer, **spec.template)
+        verbalizer = build_verbalizer(spec.verbalizer, tokenizer, labels=spec.labels, template=template,
+                                      name=spec.template.get("name"), mlm=unwrap(mlm))
+        soft_prompt = None
+        if spec.soft_prompt:
+            opts = dict(spec.soft_prompt)
+            soft_prompt = build_soft_prompt(template.soft_spec, mlm, opts.pop("type", "embedding"), **opts)
+        return cls(mlm, template, verbalizer, soft_prompt=soft_prompt, base_model=spec.base_model,
+                   revision=spec.revision, strategy=spec.strategy, calibration=spec.calibration)

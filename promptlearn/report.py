@@ -24,9 +24,17 @@ __all__ = ["collect", "aggregate", "markdown_table", "main"]
 
 
 def variant(result: dict[str, Any]) -> str:
+    """The row label of a run: strategy, prompt encoder, verbalizer type (if not manual), calibration."""
     strategy = result.get("strategy", "?")
-    enc = ((result.get("config") or {}).get("strategy") or {}).get("prompt_encoder")
-    return f"{strategy}/{enc['type']}" if isinstance(enc, dict) and enc.get("type") else strategy
+    cfg = result.get("config") or {}
+    enc = (cfg.get("strategy") or {}).get("prompt_encoder")
+    name = f"{strategy}/{enc['type']}" if isinstance(enc, dict) and enc.get("type") else strategy
+    vtype = (cfg.get("verbalizer") or {}).get("type") if isinstance(cfg.get("verbalizer"), dict) else None
+    if vtype and vtype != "manual":
+        name += f" verbalizer={vtype}"
+    if (result.get("calibration") or {}).get("mode"):
+        name += f" +calibrate={result['calibration']['mode']}"
+    return name
 
 
 def collect(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -42,7 +50,7 @@ def collect(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 # options that do not change a run's numbers (or are already part of the group key)
 _NOT_CONFIG = {"seed", "progress", "device", "threads", "resume", "save_model", "keep_checkpoint",
-               "materialize_prompt", "data_root", "eval_batch_size", "task", "model"}
+               "materialize_prompt", "data_root", "eval_batch_size", "task", "model", "score_splits", "plugins"}
 
 
 def config_signature(result: dict[str, Any]) -> str:
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['task']:>8} {r['strategy']:<20} {r['metric']}: {r['mean']:.1f} ({r['std']:.1f}) "
               f"seeds={r['seeds']} per-seed={r['per_seed']}")
         for seed, cs in r["checksums"].items():
-            print(f"{'':>10}seed {seed}: split checksum {cs}")
+            if cs is not None:  # zero-shot runs sample no few-shot split
+                print(f"{'':>10}seed {seed}: split checksum {cs}")
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "summary"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(table + "\n")

@@ -83,9 +83,10 @@ class SoftPrompt(nn.Module):
     encoder = "embedding"
 
     def __init__(self, spec: SoftSpec, word_embeddings: nn.Embedding | None, generator: torch.Generator | None = None,
-                 weight: torch.Tensor | None = None):
+                 weight: torch.Tensor | None = None, seed: int | None = None):
         super().__init__()
         self.spec = spec
+        self.seed = seed
         if weight is None:
             if word_embeddings is None:
                 raise ValueError("SoftPrompt needs the model's input embeddings or an explicit weight")
@@ -101,6 +102,10 @@ class SoftPrompt(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.embedding
+
+    def config(self) -> dict[str, Any]:
+        """``type`` + options: ``build_soft_prompt(spec, mlm, **config)`` rebuilds this prompt."""
+        return {"type": "embedding", "seed": self.seed}
 
     @torch.no_grad()
     def materialize(self) -> torch.Tensor:
@@ -124,15 +129,19 @@ class ReparamPrompt(nn.Module):
     """
 
     def __init__(self, spec: SoftSpec, word_embeddings: nn.Embedding, encoder: str = "lstm",
-                 hidden_size: int | None = None, dropout: float = 0.0, generator: torch.Generator | None = None):
+                 hidden_size: int | None = None, dropout: float = 0.0, generator: torch.Generator | None = None,
+                 seed: int | None = None):
         super().__init__()
         if encoder not in ("lstm", "mlp"):
             raise ValueError(f"ReparamPrompt encoder must be 'lstm' or 'mlp', got {encoder!r}")
         self.spec = spec
         self.encoder = encoder
+        self.seed = seed
         init = _init_vectors(spec, word_embeddings, generator)
         dim = init.shape[1]
         hidden = int(hidden_size or dim)
+        self.hidden_size = hidden
+        self.dropout = float(dropout)
         self.embedding = nn.Parameter(init.float())  # like the LSTM/MLP weights; PromptModel casts the output
         if encoder == "lstm":
             if hidden < 2:
@@ -144,6 +153,12 @@ class ReparamPrompt(nn.Module):
             self.lstm = None
             mlp_in = dim
         self.mlp = nn.Sequential(nn.Linear(mlp_in, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"type": self.encoder, "hidden_size": self.hidden_size, "seed": self.seed}
+        if self.encoder == "lstm":
+            cfg["dropout"] = self.dropout
+        return cfg
 
     def forward(self) -> torch.Tensor:
         x = self.embedding
@@ -202,9 +217,12 @@ class DeepPrompt(nn.Module):
 
     def __init__(self, spec: SoftSpec, mlm: nn.Module, num_prefix: int = 16, prefix_projection: bool = False,
                  prefix_hidden_size: int = 512, prefix_dropout: float = 0.0,
-                 generator: torch.Generator | None = None, check: bool = True):
+                 generator: torch.Generator | None = None, check: bool = True, seed: int | None = None):
         super().__init__()
         cfg = mlm.config
+        self.seed = seed
+        self.prefix_hidden_size = int(prefix_hidden_size)
+        self.prefix_dropout = float(prefix_dropout)
         if int(num_prefix) < 1:
             raise ValueError(f"deep prompts need num_prefix >= 1, got {num_prefix}")
         self.spec = spec
@@ -229,6 +247,11 @@ class DeepPrompt(nn.Module):
         self._hidden = hidden
         if check:
             self.check_support(mlm)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "deep", "num_prefix": self.num_prefix, "prefix_projection": self.prefix_projection,
+                "prefix_hidden_size": self.prefix_hidden_size, "prefix_dropout": self.prefix_dropout,
+                "seed": self.seed}
 
     # ------------------------------------------------------------------ values
     def forward(self) -> torch.Tensor:
@@ -379,6 +402,9 @@ def build_soft_prompt(spec: SoftSpec, mlm: nn.Module, encoder: str | None = "emb
 
     ``embedding``/``lstm``/``mlp`` need ``{soft}`` tokens in the template; ``deep`` does not.
     """
+    from .backbone import unwrap
+
+    mlm = unwrap(mlm)  # a PEFT-wrapped LM: the prompt belongs to the transformers model inside
     encoder = (encoder or "embedding").lower()
     if encoder not in _OPTIONS:
         raise ValueError(f"unknown prompt encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
@@ -394,7 +420,8 @@ def build_soft_prompt(spec: SoftSpec, mlm: nn.Module, encoder: str | None = "emb
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     with _seeded(seed):
         if encoder == "embedding":
-            return SoftPrompt(spec, mlm.get_input_embeddings(), generator=generator)
+            return SoftPrompt(spec, mlm.get_input_embeddings(), generator=generator, seed=seed)
         if encoder in ("lstm", "mlp"):
-            return ReparamPrompt(spec, mlm.get_input_embeddings(), encoder=encoder, generator=generator, **options)
-        return DeepPrompt(spec, mlm, generator=generator, **options)
+            return ReparamPrompt(spec, mlm.get_input_embeddings(), encoder=encoder, generator=generator, seed=seed,
+                                 **options)
+        return DeepPrompt(spec, mlm, generator=generator, seed=seed, **options)

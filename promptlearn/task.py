@@ -31,10 +31,13 @@ import numpy as np
 from omegaconf import OmegaConf
 from pandas.errors import ParserWarning
 
+from .metrics import METRICS  # the one metric registry
+from .verbalizers import VerbalizerError
+from .verbalizers.manual import YAML_HINT as _YAML_HINT, check_label_words
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("tsv", "csv", "jsonl", "lines", "regex", "parallel")
-METRICS = ("accuracy", "f1_macro")
 ENV_VAR = "PROMPTLEARN_DATA"
 #: ``<repo>/../shared/data`` -- used when no data root is configured.
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -50,10 +53,6 @@ _KNOWN_KEYS = frozenset(
 )
 _HUB_SOURCE_KEYS = frozenset({"path", "name", "splits", "revision"})
 _QUOTING = {"none": csv.QUOTE_NONE, "minimal": csv.QUOTE_MINIMAL}
-_YAML_HINT = (
-    "(YAML reads unquoted yes/no/on/off/true/false as booleans and digits as numbers: "
-    "quote such strings)"
-)
 
 
 class TaskConfigError(ValueError):
@@ -248,15 +247,10 @@ class _TaskSpec:
         verbalizer_cfg = cfg["verbalizer"]
         if not isinstance(verbalizer_cfg, Mapping):
             raise fail("`verbalizer` must map each class name to a label word or a list of words")
-        verbalizer = {_norm_label(k): _as_list(v) for k, v in verbalizer_cfg.items()}
-        if set(verbalizer) != set(labels):
-            raise fail(
-                f"verbalizer classes {sorted(verbalizer)} do not match labels {labels} "
-                f"(missing {sorted(set(labels) - set(verbalizer))}, extra {sorted(set(verbalizer) - set(labels))})"
-            )
-        for lab, words in verbalizer.items():
-            if not words or not all(isinstance(w, str) and w for w in words):
-                raise fail(f"verbalizer['{lab}'] must be non-empty strings, got {words!r} {_YAML_HINT}")
+        try:  # the same label-word check the verbalizer runs
+            verbalizer = check_label_words({_norm_label(k): _as_list(v) for k, v in verbalizer_cfg.items()}, labels)
+        except VerbalizerError as exc:
+            raise fail(str(exc)) from None
 
         metric = str(cfg.get("metric", "accuracy"))
         if metric not in METRICS:

@@ -30,7 +30,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["Template", "TemplateError", "Piece", "SoftSpec"]
+__all__ = ["Template", "TemplateError", "Piece", "SoftSpec", "resolve_prefix_space", "is_space_sensitive"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FIELD_MODIFIERS = {"shortenable", "lower", "upper", "nopunct"}
@@ -269,6 +269,11 @@ class Template:
     def __repr__(self) -> str:
         return f"Template({self.text!r}, max_length={self.max_length})"
 
+    def config(self) -> dict[str, Any]:
+        """What rebuilds this template with a tokenizer: ``Template(**config, tokenizer=...)``."""
+        return {"text": self.text, "max_length": self.max_length, "truncate": self.truncate, "name": self.name,
+                "require_mask": self.has_mask}
+
     def _mask_leading_space(self) -> bool:
         for i, p in enumerate(self.pieces):
             if p.kind == "mask":
@@ -504,6 +509,26 @@ def is_space_sensitive(tokenizer: Any) -> bool:
         except Exception:  # pragma: no cover - exotic tokenizer objects
             pass
     return cached
+
+
+def resolve_prefix_space(option: bool | str, tokenizer: Any, template: "Template | None" = None) -> bool:
+    """Whether label words are tokenised with a leading space -- decided here and nowhere else.
+
+    ``True``/``False`` are taken as given.  ``"auto"``: only tokenizers that encode ``' word'`` and
+    ``'word'`` differently (byte-level BPE: RoBERTa, GPT-2) get a space, and then only if the mask
+    follows one in the template (``It was {mask}``: yes; ``{mask}: {text_a}`` or ``{mask}`` right
+    after ``{sep}``: no).  Without a template the usual case, a mask after a space, is assumed;
+    :class:`~promptlearn.prompt_model.PromptModel` re-binds the verbalizer to its template.
+    """
+    if isinstance(option, str):
+        if option.lower() in ("true", "false"):
+            return option.lower() == "true"
+        if option != "auto":
+            raise TemplateError(f"prefix_space must be auto, true or false, got {option!r}")
+        if not is_space_sensitive(tokenizer):
+            return False
+        return True if template is None else bool(template.mask_has_leading_space)
+    return bool(option)
 
 
 def effective_max_length(tokenizer: Any, requested: int | None) -> int:

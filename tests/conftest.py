@@ -89,3 +89,44 @@ def tiny_mlm(kind: str, vocab_size: int, seed: int = 0):
         with torch.no_grad():
             out.bias.normal_()
     return model.eval()
+
+
+PLUGINS = ROOT / "tests" / "plugins"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory, bert_tokenizer, roberta_tokenizer):
+    """Local directories holding a tiny random BERT / RoBERTa MLM and its tokenizer (for model.name_or_path=)."""
+    dirs = {}
+    for kind, tok in (("bert", bert_tokenizer), ("roberta", roberta_tokenizer)):
+        d = tmp_path_factory.mktemp(f"tiny_{kind}")
+        tiny_mlm(kind, len(tok)).save_pretrained(d)
+        tok.save_pretrained(d)
+        dirs[kind] = d
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def toy_data_root(tmp_path_factory):
+    """A data root with the `toy` task of tests/plugins/conf/task/toy.yaml: 48 labelled reviews in one CSV."""
+    root = tmp_path_factory.mktemp("toy_data")
+    (root / "toy").mkdir()
+    pos = ["the movie was great", "a good film", "really fun", "i love the acting", "great story", "fun and good"]
+    neg = ["the movie was terrible", "a bad film", "really boring", "i hate the acting", "awful plot", "boring and bad"]
+    lines = ["id,review,sentiment"]
+    for i in range(4):
+        for j, (p, n) in enumerate(zip(pos, neg)):
+            lines += [f"{len(lines)},{p} {WORDS[i + j]},pos", f"{len(lines) + 1},{n} {WORDS[i + j]},neg"]
+    (root / "toy" / "reviews.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def cli(*args, cwd=ROOT, env=None, timeout=600):
+    """Run ``python -m promptlearn.run`` with ``args``; returns the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "promptlearn.run", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=full_env)

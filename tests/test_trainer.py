@@ -10,8 +10,9 @@ from promptlearn.classifier import ClassifierModel, plain_template
 from promptlearn.prompt_model import PromptModel
 from promptlearn.serialization import load_prompt_model, predict, save_prompt_model
 from promptlearn.template import Template
-from promptlearn.trainer import NonFiniteLossError, configure_trainable, count_parameters, train
-from promptlearn.verbalizer import Verbalizer
+from promptlearn.strategies import get_strategy
+from promptlearn.trainer import NonFiniteLossError, count_parameters, train
+from promptlearn.verbalizers import Verbalizer
 
 from conftest import tiny_mlm
 
@@ -34,10 +35,14 @@ def make_model(tok, text="{soft*2} {text_a} It was {mask}.", seed=0):
 
 
 STRATEGIES = {
-    "fixed_lm": dict(name="fixed_lm", train_lm=False, train_prompt=True, prompt_lr=1e-2, lr=0.0),
-    "fixed_prompt": dict(name="fixed_prompt", train_lm=True, train_prompt=False, lr=1e-3),
-    "prompt_lm": dict(name="prompt_lm", train_lm=True, train_prompt=True, lr=1e-3, prompt_lr=1e-2),
+    "fixed_lm": dict(name="fixed_lm", prompt_lr=1e-2, lr=0.0),
+    "fixed_prompt": dict(name="fixed_prompt", lr=1e-3),
+    "prompt_lm": dict(name="prompt_lm", lr=1e-3, prompt_lr=1e-2),
 }
+
+
+def configure_trainable(model, strategy):
+    return get_strategy(strategy).configure(model)
 
 
 def run(model, strategy, tmp_path=None, steps=4, **cfg):
@@ -180,7 +185,7 @@ def test_finetune_classifier_trains_and_round_trips(bert_tokenizer, tmp_path):
     template = Template(plain_template(["text_a"]), bert_tokenizer, max_length=32, require_mask=False)
     model = ClassifierModel.from_pretrained(str(base), template, ["neg", "pos"])
     assert isinstance(model.mlm, tf.BertForSequenceClassification)
-    run(model, dict(name="finetune", train_lm=True, lr=1e-3), steps=2)
+    run(model, dict(name="finetune", lr=1e-3), steps=2)
     saved = save_prompt_model(model, tmp_path / "clf")
     loaded = load_prompt_model(saved)
     assert predict(model, "great story") == predict(loaded, "great story")
@@ -196,8 +201,7 @@ def test_save_load_round_trip_prompt_encoders(bert_tokenizer, tmp_path, encoder,
     template = Template("{soft*2} {text_a} It was {mask}.", bert_tokenizer, max_length=32)
     opts = {"num_prefix": 3, "prefix_projection": encoder == "deep-projected"} if encoder.startswith("deep") else {}
     encoder = encoder.split("-")[0]
-    sp = build_soft_prompt(template.soft_spec, mlm, encoder, seed=1, **opts)
-    sp.build_config = {"type": encoder, "seed": 1, **opts}
+    sp = build_soft_prompt(template.soft_spec, mlm, encoder, seed=1, **opts)  # built in Python: no config to pass
     model = PromptModel(mlm, template, Verbalizer({"neg": "bad", "pos": "great"}, bert_tokenizer), soft_prompt=sp)
     run(model, "fixed_lm", steps=2)
     base = tmp_path / "base"

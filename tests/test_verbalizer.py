@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from promptlearn.verbalizer import Verbalizer, VerbalizerError, parse_label_words
+from promptlearn.verbalizers import Verbalizer, VerbalizerError, parse_label_words
 
 
 def test_parse_forms():

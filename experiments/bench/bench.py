@@ -98,6 +98,9 @@ def run_workload(args) -> dict:
             else:
                 model(**b)
     else:
+        from promptlearn.strategies import get_strategy
+
+        strategy = get_strategy("fixed_lm" if w == "train_fixed_lm" else "fixed_prompt")  # its loss
         model.train()
         if w == "train_fixed_lm":
             for p in mlm.parameters():
@@ -114,7 +117,7 @@ def run_workload(args) -> dict:
                 h = mlm.base_model(**{k: b[k] for k in enc_keys if k in b}).last_hidden_state
                 loss = h[torch.arange(h.shape[0], device=dev), b["mask_pos"]].float().pow(2).mean()
             else:
-                loss = model(**b).loss
+                loss = strategy.compute_loss(model, b)
             loss.backward()
             opt.step()
 

@@ -75,7 +75,7 @@ def run_zeroshot(args):
     rows = read_tsv(Path(args.data) / "dev.tsv", args.n_examples)
     rss_before = rss_mb()
     loader, build_s = batches(model, rows, args.batch_size, sort=True)
-    from promptlearn.metrics import predict_scores
+    from promptlearn.inference import predict_scores
 
     def score():  # scores in dataset order (the loader is length-sorted); .cpu() waits for the device
         return predict_scores(model, loader, dev, progress=False)
@@ -109,14 +109,16 @@ def run_train(args):
     rows = read_tsv(Path(args.data) / "train.tsv", n_steps * args.batch_size)
     rss_before = rss_mb()
     loader, build_s = batches(model, rows, args.batch_size, sort=False)
-    from promptlearn.trainer import build_optimizer, configure_trainable, enable_activation_checkpointing
+    from promptlearn.strategies import get_strategy
+    from promptlearn.trainer import build_optimizer, enable_activation_checkpointing
 
     model.train()
-    groups = configure_trainable(model, {"name": "fixed_prompt", "train_lm": True, "train_prompt": False})
+    strategy = get_strategy({"name": "fixed_prompt", "lr": args.lr})
+    groups = strategy.configure(model)
     if args.gradient_checkpointing:
         enable_activation_checkpointing(model.mlm)
     params = groups["lm"]
-    opt = build_optimizer(model, groups, {"lr": args.lr, "weight_decay": 0.01})  # what promptlearn's trainer uses
+    opt = build_optimizer(model, groups, strategy.learning_rates(), weight_decay=0.01)  # what the trainer builds
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times, losses = [], []
     for i, b in enumerate(loader):
@@ -125,7 +127,7 @@ def run_train(args):
         t = time.perf_counter()
         b = {k: v.to(dev) for k, v in b.items()}
         opt.zero_grad(set_to_none=True)
-        loss = model(**b).loss
+        loss = strategy.compute_loss(model, b)
         loss.backward()
         opt.step()
         sync()

@@ -1,0 +1,75 @@
+"""The one inference loop: model outputs for every example, in dataset order.
+
+Training (dev evaluation), evaluation, calibration, :func:`promptlearn.serialization.predict`,
+the pipeline's ``score`` stage and the benchmarks all run :func:`infer` over :class:`~promptlearn.data.Batches`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import Batches, encode_dataset
+
+__all__ = ["infer", "predict_scores", "score_dataset"]
+
+
+@torch.no_grad()
+def infer(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | str,
+          outputs: Sequence[str] = ("logits",), progress: bool = False, desc: str = "scoring") -> dict[str, np.ndarray]:
+    """Run ``model`` in eval mode over ``batches``; ``{name: [N, ...] array}`` for each requested output field.
+
+    ``name`` is a :class:`~promptlearn.prompt_model.PromptOutput` attribute (``logits``,
+    ``token_logits``, ``hidden``, ``verbalizer_input``, ...).  Length-sorted batches are put back in
+    dataset order.  The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in outputs}
+    try:
+        for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            out = model(**batch)
+            for name in outputs:
+                value = getattr(out, name)
+                if value is None:
+                    raise ValueError(f"the model's output has no {name!r} (a {type(model).__name__} with "
+                                     f"verbalizer {getattr(getattr(model, 'verbalizer', None), 'type', None)!r})")
+                chunks[name].append(value.float().cpu())
+    finally:
+        model.train(was_training)
+    order = getattr(batches, "order_index", None)
+    result = {}
+    for name, parts in chunks.items():
+        arr = torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
+        if order is not None:
+            back = np.empty_like(arr)
+            back[np.asarray(order)] = arr
+            arr = back
+        result[name] = arr
+    return result
+
+
+def predict_scores(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | str,
+                   progress: bool = True, desc: str = "evaluating") -> np.ndarray:
+    """Class scores ``[N, C]`` for every example of ``batches``, in dataset order."""
+    return infer(model, batches, device, ("logits",), progress=progress, desc=desc)["logits"]
+
+
+def score_dataset(model: torch.nn.Module, dataset: Any, batch_size: int, device: torch.device | str,
+                  outputs: Sequence[str] = ("logits",), progress: bool = False, desc: str = "scoring",
+                  encoded: Any = None) -> dict[str, Any]:
+    """Encode (cached by ``datasets``), batch by length and :func:`infer`; labels are never needed.
+
+    Returns the requested outputs plus ``n_truncated`` (tokens cut per example) and ``encoded``.
+    """
+    if encoded is None:
+        encoded = encode_dataset(dataset, model.template)
+    batches = Batches(encoded, batch_size, model.template.tokenizer.pad_token_id, order="length")
+    result: dict[str, Any] = infer(model, batches, device, outputs, progress=progress, desc=desc)
+    result["n_truncated"] = np.asarray(encoded["n_truncated"][:], dtype=np.int64)
+    result["encoded"] = encoded
+    return result

@@ -1,0 +1,137 @@
+"""The pipeline stages of a run: sample -> build -> train -> (calibrate) -> score(split) -> report.
+
+Each stage is one function with explicit inputs and outputs, and ``score`` writes an artifact that
+later stages (and later methods: PET scores the unlabelled pool, ensembles merge logits) read:
+``<run dir>/scores/<split>.npz`` with ``idx``, ``logits`` ``[N, C]``, ``labels`` (``-1`` where the
+split is unlabelled) and ``label_names``.  ``score`` works on any split -- a task split, the
+few-shot ``few_train`` / ``few_dev`` sets, or ``unlabeled`` (the pool minus the few-shot examples,
+its labels dropped before scoring) -- and takes an optional ``transform`` (a function
+``Dataset -> Dataset``) where a method rewrites examples before they are encoded (demonstrations).
+:func:`promptlearn.run.run_experiment` runs the stages in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from .inference import score_dataset
+from .metrics import compute_metrics
+from .sampler import FewShotSplit, sample_few_shot
+
+__all__ = ["sample", "build", "train", "score", "Scores", "load_scores", "resolve_split", "write_json_atomic",
+           "SCORES_DIR", "DERIVED_SPLITS"]
+
+SCORES_DIR = "scores"
+DERIVED_SPLITS = ("few_train", "few_dev", "unlabeled")
+
+
+@dataclass
+class Scores:
+    """The output of the ``score`` stage for one split."""
+
+    split: str
+    idx: np.ndarray  # [N] example ids
+    logits: np.ndarray  # [N, C] class log-scores
+    labels: np.ndarray | None  # [N] gold labels, None when the split is unlabelled
+    label_names: list[str]
+    metrics: dict[str, Any] | None  # None when unlabelled
+    n_truncated: int
+    path: Path | None = None
+
+    @property
+    def preds(self) -> np.ndarray:
+        return self.logits.argmax(-1)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file, so a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def sample(task: Any, k: int, seed: int) -> FewShotSplit | None:
+    """K examples per class for train and for dev from the task's pool (LM-BFF); None when K = 0."""
+    return sample_few_shot(task.splits["train"], k=k, seed=seed) if k > 0 else None
+
+
+def build(cfg: Mapping[str, Any], task: Any, strategy: Any, tokenizer: Any = None, mlm: Any = None) -> torch.nn.Module:
+    """The model the config and strategy describe (through the one spec builder)."""
+    from .spec import spec_from_config
+
+    return strategy.build(spec_from_config(cfg, task, strategy), tokenizer=tokenizer, mlm=mlm)
+
+
+def train(model: torch.nn.Module, few: FewShotSplit | None, strategy: Any, cfg: Mapping[str, Any],
+          device: torch.device, output_dir: str | Path | None, metric: str) -> dict[str, Any]:
+    """Train with the strategy (nothing for strategies that train nothing)."""
+    if not strategy.needs_training:
+        return {}
+    from .trainer import train as run_trainer
+
+    return run_trainer(model, few, strategy, cfg, device=device, output_dir=output_dir, main_metric=metric)
+
+
+def resolve_split(task: Any, name: str, few: FewShotSplit | None) -> Any:
+    """A task split by name, or a derived one (``few_train``, ``few_dev``, ``unlabeled``)."""
+    if name in task.splits:
+        return task.splits[name]
+    if name in ("few_train", "few_dev"):
+        if few is None:
+            raise ValueError(f"split {name!r} exists only for strategies that sample a few-shot set (k_shot > 0)")
+        return few.train if name == "few_train" else few.dev
+    if name == "unlabeled":
+        used = set(few.train_ids + few.dev_ids) if few is not None else set()
+        pool = task.splits["train"]
+        keep = [i for i, x in enumerate(pool["idx"][:]) if int(x) not in used]
+        pool = pool.select(keep)
+        return pool.remove_columns("label")  # labels are never read from the unlabelled pool
+    raise ValueError(f"unknown split {name!r}; the task has {sorted(task.splits)}, and derived splits are "
+                     f"{list(DERIVED_SPLITS)}")
+
+
+def score(model: torch.nn.Module, dataset: Any, split: str, device: torch.device, batch_size: int = 32,
+          metric: str = "accuracy", output_dir: str | Path | None = None, progress: bool = False,
+          transform: Callable[[Any], Any] | None = None) -> Scores:
+    """Class scores for every example of ``dataset`` (labelled or not); writes ``scores/<split>.npz``."""
+    if transform is not None:
+        dataset = transform(dataset)
+    out = score_dataset(model, dataset, batch_size, device, progress=progress, desc=f"scoring {split}")
+    logits = out["logits"]
+    labelled = "label" in dataset.column_names
+    labels = np.asarray(dataset["label"][:], dtype=np.int64) if labelled else None
+    idx = np.asarray(dataset["idx"][:]) if "idx" in dataset.column_names else np.arange(len(dataset))
+    metrics = None
+    if labels is not None:
+        metrics = compute_metrics(labels, logits.argmax(-1), metric)
+        metrics["n_truncated"] = int((out["n_truncated"] > 0).sum())
+    label_names = list(getattr(model, "labels", None) or [])
+    path = None
+    if output_dir is not None:
+        d = Path(output_dir) / SCORES_DIR
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{split}.npz"
+        tmp = d / f"{split}.tmp.npz"
+        np.savez(tmp, idx=idx, logits=logits, labels=labels if labels is not None else np.full(len(idx), -1),
+                 label_names=np.asarray(label_names))
+        os.replace(tmp, path)
+    return Scores(split=split, idx=idx, logits=logits, labels=labels, label_names=label_names, metrics=metrics,
+                  n_truncated=int((out["n_truncated"] > 0).sum()), path=path)
+
+
+def load_scores(path: str | Path) -> Scores:
+    """Read a ``scores/<split>.npz`` written by :func:`score`."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as z:
+        labels = z["labels"]
+        return Scores(split=path.stem, idx=z["idx"], logits=z["logits"],
+                      labels=None if (labels < 0).all() else labels, label_names=[str(x) for x in z["label_names"]],
+                      metrics=None, n_truncated=0, path=path)

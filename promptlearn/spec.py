@@ -1,0 +1,107 @@
+"""One spec, one builder.
+
+A :class:`ModelSpec` is the plain, JSON-serialisable description of a model: which LM (Hub id or
+directory, and revision), the template, the verbalizer (type + options), the soft-prompt encoder,
+the labels, the strategy its weights come from and how it was calibrated.  :func:`build_model`
+turns a spec into a model, and it is the only place that does: the CLI builds its spec from the
+Hydra config (:func:`spec_from_config`), ``from_pretrained`` reads it from ``promptlearn.json``,
+and ``model.spec`` gives it back for any model -- ``build_model(model.spec)`` is the same model up
+to its trained weights.
+
+Model kinds (``spec.kind``) are a small registry: ``prompt`` (:class:`~promptlearn.PromptModel`)
+and ``classifier`` (the [CLS]-head baseline); each class implements ``from_spec`` and ``spec``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from torch import nn
+
+__all__ = ["ModelSpec", "build_model", "spec_from_config", "MODEL_KINDS", "register_model_kind"]
+
+
+@dataclass
+class ModelSpec:
+    kind: str = "prompt"
+    base_model: str | None = None
+    revision: str | None = None
+    template: dict[str, Any] = field(default_factory=dict)  # Template(**template, tokenizer=...)
+    verbalizer: dict[str, Any] | None = None  # {"type": "manual", ...}; None for kind=classifier
+    labels: list[str] = field(default_factory=list)
+    soft_prompt: dict[str, Any] | None = None  # {"type": "embedding" | "lstm" | "mlp" | "deep", ...}
+    strategy: str | None = None  # the strategy the weights come from (None: untrained, as loaded)
+    calibration: str | None = None  # content_free | support | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"model spec has unknown keys {sorted(unknown)}; known: {sorted(names)}")
+        return cls(**dict(d))
+
+    def replace(self, **changes: Any) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)
+
+
+MODEL_KINDS: dict[str, Any] = {}
+
+
+def register_model_kind(name: str):
+    def deco(cls: Any) -> Any:
+        MODEL_KINDS[name] = cls
+        return cls
+
+    return deco
+
+
+def _kinds() -> dict[str, Any]:
+    if not MODEL_KINDS:
+        from .classifier import ClassifierModel
+        from .prompt_model import PromptModel
+
+        MODEL_KINDS.setdefault("prompt", PromptModel)
+        MODEL_KINDS.setdefault("classifier", ClassifierModel)
+    return MODEL_KINDS
+
+
+def build_model(spec: ModelSpec | Mapping[str, Any], tokenizer: Any = None, mlm: nn.Module | None = None,
+                lm_source: str | None = None) -> nn.Module:
+    """The model a spec describes.
+
+    ``tokenizer``/``mlm`` reuse an already loaded LM; ``lm_source`` loads the LM from another place
+    than ``spec.base_model`` (a saved artifact's ``lm/`` directory) while the spec keeps naming the base.
+    """
+    if not isinstance(spec, ModelSpec):
+        spec = ModelSpec.from_dict(spec)
+    kinds = _kinds()
+    if spec.kind not in kinds:
+        raise ValueError(f"unknown model kind {spec.kind!r}; known: {sorted(kinds)}")
+    return kinds[spec.kind].from_spec(spec, tokenizer=tokenizer, mlm=mlm, lm_source=lm_source)
+
+
+def spec_from_config(c: Mapping[str, Any], task: Any, strategy: Any) -> ModelSpec:
+    """The spec of a CLI run: model, template and verbalizer from the config (task defaults), then the
+    strategy's changes (soft tokens, prompt encoder, or a classifier instead of a prompt model)."""
+    model_cfg = c.get("model") or {}
+    vcfg = dict(c.get("verbalizer") or {"label_words": None})  # no type: the registry's default type
+    if "label_words" in vcfg and vcfg["label_words"] is None:  # a verbalizer with label words: the task's by default
+        vcfg["label_words"] = task.verbalizer
+    spec = ModelSpec(
+        kind="prompt",
+        base_model=model_cfg.get("name_or_path"),
+        revision=model_cfg.get("revision") or None,
+        template={"text": c.get("template") or task.template, "max_length": c.get("max_length") or task.max_length,
+                  "truncate": c.get("truncate", "tail"), "name": task.name},
+        verbalizer=vcfg,
+        labels=list(task.labels),
+        strategy=strategy.name,
+        calibration=(c.get("calibrate") or None) if c.get("calibrate") not in (False, "false", "none") else None,
+    )
+    return strategy.adapt_spec(spec, task)

@@ -1,0 +1,131 @@
+"""The verbalizer contract: what every verbalizer type implements.
+
+A verbalizer maps what the masked LM produces at the mask to one log-score per class, in the
+steps OpenPrompt made familiar::
+
+    project -> normalise -> calibrate -> aggregate
+
+``project``    the verbalizer's input -> one score per *unit* (a label token, a class, ...);
+``normalise``  log-softmax over the units (float32);
+``calibrate``  optional: subtract the log of a prior over the units measured on content-free or
+               support inputs, and renormalise (Zhao et al. 2021; KPT) -- implemented here, once,
+               for every type;
+``aggregate``  units -> classes (identity when the units are the classes).
+
+What the input is, a verbalizer declares with its class attribute ``input``:
+
+``label_logits``  the LM's logits at the mask for the rows in ``token_ids`` (``[B, T]``); the LM
+                  head is applied only to those rows (manual / knowledgeable verbalizers);
+``mask_hidden``   the hidden state that the LM head's output projection receives at the mask
+                  (``[B, H]``: after the head's transform, so a head initialised from the label
+                  words' output-embedding rows starts where the manual verbalizer is) -- for
+                  soft / WARP-style heads.
+
+:class:`~promptlearn.prompt_model.PromptModel` computes exactly what ``input`` asks for.  A
+verbalizer's parameters (if any) form the ``verbalizer`` parameter group, which the strategies
+that train it put in the optimizer; its state (parameters and the calibration vector) is saved
+with the model, and ``config()`` + ``from_config()`` rebuild it from the saved spec.
+
+A new type is one module with a subclass and ``@register_verbalizer("name")`` (see
+``CONTRIBUTING.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["BaseVerbalizer", "VerbalizerError", "LABEL_LOGITS", "MASK_HIDDEN"]
+
+LABEL_LOGITS = "label_logits"
+MASK_HIDDEN = "mask_hidden"
+
+
+class VerbalizerError(ValueError):
+    """Label words or options that cannot be used with the given tokenizer or labels."""
+
+
+class BaseVerbalizer(nn.Module):
+    """Base class of every verbalizer type (see the module doc for the contract)."""
+
+    type: ClassVar[str] = ""  # set by @register_verbalizer
+    input: ClassVar[str] = LABEL_LOGITS
+
+    def __init__(self, labels: Sequence[str], name: str | None = None):
+        super().__init__()
+        self.labels: list[str] = [str(x) for x in labels]
+        self.name = name
+        # log prior over the units (empty = not calibrated); persistent, so it is saved with the model
+        self.register_buffer("calibration", torch.zeros(0))
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Input at the mask -> one score per unit ``[B, U]``."""
+        raise NotImplementedError
+
+    def normalize(self, scores: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(scores.float(), dim=-1)
+
+    def aggregate(self, logp: torch.Tensor) -> torch.Tensor:
+        """Unit log-probabilities ``[B, U]`` -> class log-scores ``[B, C]`` (identity if units are classes)."""
+        return logp
+
+    def config(self) -> dict[str, Any]:
+        """A plain dict (``type`` + options) from which :meth:`from_config` rebuilds this verbalizer."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
+                    template: Any = None, name: str | None = None, mlm: nn.Module | None = None) -> "BaseVerbalizer":
+        """Build from :meth:`config`'s dict.  ``mlm`` is the (unwrapped) masked LM, for types that size or
+        initialise themselves from it (a soft head from the label words' output-embedding rows)."""
+        raise NotImplementedError
+
+    def bind(self, template: Any) -> None:
+        """Called by PromptModel with its template (e.g. to tokenise label words as they follow the mask)."""
+
+    def describe(self) -> str:
+        return f"verbalizer {self.type} over classes {self.labels}"
+
+    # ------------------------------------------------------------------ the pipeline
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = self.normalize(self.project(x))
+        if self.calibrated:
+            logp = torch.log_softmax(logp - self.calibration, dim=-1)
+        return self.aggregate(logp)
+
+    # ------------------------------------------------------------------ calibration
+    @property
+    def calibrated(self) -> bool:
+        return self.calibration.numel() > 0
+
+    @torch.no_grad()
+    def calibrate(self, inputs: torch.Tensor) -> None:
+        """Set the prior from the verbalizer inputs of content-free or support examples (``[N, ...]``).
+
+        The prior is the mean probability of each unit over the N inputs; scoring then divides by it
+        and renormalises (in log space), so the inputs' average prediction becomes uniform.
+        """
+        logp = self.normalize(self.project(inputs))
+        logp = logp.reshape(-1, logp.shape[-1])
+        self.calibration = (torch.logsumexp(logp, 0) - torch.log(torch.tensor(float(logp.shape[0])))).to(
+            self.calibration.device)
+
+    def reset_calibration(self) -> None:
+        self.calibration = self.calibration.new_zeros(0)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        key = prefix + "calibration"
+        if key in state_dict and state_dict[key].shape != self.calibration.shape:  # calibrated vs not
+            self.calibration = torch.empty_like(state_dict[key], device=self.calibration.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"type={self.type!r}, labels={self.labels}, calibrated={self.calibrated}"
+

@@ -1,0 +1,235 @@
+"""``manual``: label words per class, scored from the LM's logits at the mask (PET / LM-BFF / OpenPrompt).
+
+A verbalizer is data: ``{"negative": "terrible", "positive": ["great", "good"]}`` or the one-line
+string ``"negative: terrible; positive: great, good"``.  Every word is tokenised with the tokenizer
+it will be used with when the verbalizer is built, and its sub-token split is kept and reported
+(:meth:`ManualVerbalizer.describe`).  Whether a word gets a leading space (byte-level BPE) is
+decided by :func:`promptlearn.template.resolve_prefix_space` -- users never write ``Ġgreat``.
+
+The steps (see :mod:`promptlearn.verbalizers.base`), given the LM-head logits at the mask for the
+label tokens ``token_ids``:
+
+1. project: the input already is one logit per label token;
+2. normalise: ``log_softmax`` over the label tokens of all classes (as OpenPrompt's ManualVerbalizer;
+   the argmax is the same as over the full vocabulary);
+3. calibrate (optional, shared by every type);
+4. aggregate: a word's score is its sub-tokens' log-probability combined by ``multi_token``
+   (``first``, ``mean`` (default) or ``max``, all read at the one mask position; ``error`` refuses
+   multi-token words), and a class's score combines its words by ``aggregation`` (``mean`` of
+   log-probs (default, PET / OpenPrompt), ``max``, or ``logsumexp``).
+
+With one single-token word per class the prediction is the argmax of the raw label-word logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from ..template import resolve_prefix_space
+from .base import BaseVerbalizer, VerbalizerError
+
+__all__ = ["ManualVerbalizer", "parse_label_words", "check_label_words"]
+
+_AGGREGATIONS = ("mean", "max", "logsumexp")
+_MULTI_TOKEN = ("mean", "first", "max", "error")
+
+
+YAML_HINT = ("(YAML reads unquoted yes/no/on/off/true/false as booleans and digits as numbers: quote such "
+              "strings, e.g. \"Yes\")")
+
+
+def check_label_words(mapping: Mapping[str, Any], labels: Sequence[str] | None = None,
+                      name: str | None = None) -> dict[str, list[str]]:
+    """The one validation of label words (tasks and verbalizers both use it).
+
+    Every class has a non-empty list of non-empty strings (a YAML boolean or number is refused with a
+    hint), and with ``labels`` the classes are exactly the labels; returns ``{class: [words]}`` in label order.
+    """
+    out = {str(k): ([v] if isinstance(v, str) or not isinstance(v, Sequence) else list(v)) for k, v in mapping.items()}
+    where = f"verbalizer {name!r}" if name else "verbalizer"
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        missing = [c for c in labels if c not in out]
+        extra = [c for c in out if c not in labels]
+        if missing or extra:
+            raise VerbalizerError(f"{where} classes {sorted(out)} do not match labels {labels} (missing {missing}, "
+                                  f"extra {extra}); fix: give label words for exactly these classes")
+        out = {c: out[c] for c in labels}
+    for cls, words in out.items():
+        if not words or not all(isinstance(w, str) and w.strip() for w in words):
+            raise VerbalizerError(f"{where}: label words of class {cls!r} must be non-empty strings, got {words!r} "
+                                  f"{YAML_HINT}")
+    return {c: [w.strip() for w in ws] for c, ws in out.items()}
+
+
+def parse_label_words(spec: Any, labels: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Normalise a verbalizer spec to ``{class: [words]}`` (checked by :func:`check_label_words`).
+
+    Accepts a mapping (class -> word or list of words), a list (one entry per class, in label
+    order; each a word or list of words) or a one-line string ``"neg: terrible, bad; pos: great"``.
+    """
+    if isinstance(spec, str):
+        out: dict[str, list[str]] = {}
+        for i, part in enumerate(p for p in spec.split(";") if p.strip()):
+            if ":" not in part:
+                raise VerbalizerError(f"verbalizer string {spec!r}: part {i + 1} ({part.strip()!r}) has no ':'; "
+                                      "fix: write 'class: word1, word2; other: word3'")
+            cls, words = part.split(":", 1)
+            out[cls.strip()] = [w.strip() for w in words.split(",") if w.strip()]
+        spec = out
+    if hasattr(spec, "items"):
+        return check_label_words(spec)
+    if isinstance(spec, Sequence):
+        if labels is None:
+            raise VerbalizerError("a verbalizer given as a list needs the task's labels to know the class order")
+        if len(spec) != len(labels):
+            raise VerbalizerError(f"verbalizer list has {len(spec)} entries but there are {len(labels)} labels {list(labels)}")
+        return check_label_words(dict(zip((str(c) for c in labels), spec)))
+    raise VerbalizerError(f"cannot read a verbalizer from {type(spec).__name__}: {spec!r}")
+
+
+class ManualVerbalizer(BaseVerbalizer):
+    """Maps classes to label words and mask-position label-token logits to class scores."""
+
+    def __init__(self, label_words: Any, tokenizer: Any, labels: Sequence[str] | None = None,
+                 aggregation: str = "mean", multi_token: str = "mean", prefix_space: bool | str = "auto",
+                 name: str | None = None, template: Any = None):
+        if aggregation not in _AGGREGATIONS:
+            raise VerbalizerError(f"aggregation must be one of {_AGGREGATIONS}, got {aggregation!r}")
+        if multi_token not in _MULTI_TOKEN:
+            raise VerbalizerError(f"multi_token must be one of {_MULTI_TOKEN}, got {multi_token!r}")
+        mapping = check_label_words(parse_label_words(label_words, labels), labels, name)
+        super().__init__(list(mapping), name=name)
+        self.label_words: dict[str, list[str]] = mapping
+        self.aggregation = aggregation
+        self.multi_token = multi_token
+        self.prefix_space_option = prefix_space
+        self._tokenizer = tokenizer
+        self._tokenizer_name = type(tokenizer).__name__
+        self._tokenize(resolve_prefix_space(prefix_space, tokenizer, template))
+
+    # ------------------------------------------------------------------ label words -> token indices
+    def _tokenize(self, prefix_space: bool) -> None:
+        tokenizer = self._tokenizer
+        self.prefix_space = bool(prefix_space)
+        unk = tokenizer.unk_token_id
+        words_ids: list[list[int]] = []
+        word_class: list[int] = []
+        self.splits: list[tuple[str, str, list[str]]] = []
+        for c, (cls, words) in enumerate(self.label_words.items()):
+            for w in words:
+                text = (" " + w.strip()) if self.prefix_space else w.strip()
+                ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+                pieces = tokenizer.convert_ids_to_tokens(ids)
+                if not ids or (unk is not None and unk in ids):
+                    raise VerbalizerError(
+                        f"label word {w!r} of class {cls!r} is unknown to {self._tokenizer_name}: it splits into "
+                        f"{pieces}; fix: choose a word in the vocabulary")
+                if len(ids) > 1 and self.multi_token == "error":
+                    raise VerbalizerError(
+                        f"label word {w!r} of class {cls!r} is {len(ids)} sub-tokens {pieces} for "
+                        f"{self._tokenizer_name}; fix: pick a single-token word or set multi_token=mean|first|max")
+                words_ids.append(ids)
+                word_class.append(c)
+                self.splits.append((cls, w, pieces))
+        tokens = sorted({t for ids in words_ids for t in ids})
+        pos = {t: i for i, t in enumerate(tokens)}
+        max_sub = max(len(ids) for ids in words_ids)
+        sub_idx = torch.zeros(len(words_ids), max_sub, dtype=torch.long)
+        sub_mask = torch.zeros(len(words_ids), max_sub, dtype=torch.bool)
+        for i, ids in enumerate(words_ids):
+            sub_idx[i, : len(ids)] = torch.tensor([pos[t] for t in ids])
+            sub_mask[i, : len(ids)] = True
+        n_cls = len(self.label_words)
+        max_words = max(len(ws) for ws in self.label_words.values())
+        word_idx = torch.zeros(n_cls, max_words, dtype=torch.long)
+        word_mask = torch.zeros(n_cls, max_words, dtype=torch.bool)
+        counts = [0] * n_cls
+        for i, c in enumerate(word_class):
+            word_idx[c, counts[c]] = i
+            word_mask[c, counts[c]] = True
+            counts[c] += 1
+        device = self.calibration.device
+        for name, value in (("token_ids", torch.tensor(tokens, dtype=torch.long)), ("sub_idx", sub_idx),
+                            ("sub_mask", sub_mask), ("word_idx", word_idx), ("word_mask", word_mask)):
+            self.register_buffer(name, value.to(device), persistent=False)
+
+    def bind(self, template: Any) -> None:
+        """Re-tokenise the label words if ``prefix_space="auto"`` resolves differently for ``template``."""
+        wanted = resolve_prefix_space(self.prefix_space_option, self._tokenizer, template)
+        if wanted == self.prefix_space:
+            return
+        if self.calibrated:
+            raise VerbalizerError(f"verbalizer {self.name!r} was calibrated with prefix_space={self.prefix_space} "
+                                  f"but template {template.text!r} needs {wanted}; calibrate after building the model")
+        self._tokenize(wanted)
+
+    # ------------------------------------------------------------------ config / reporting
+    def config(self) -> dict[str, Any]:
+        return {"type": self.type, "label_words": self.label_words, "labels": self.labels,
+                "aggregation": self.aggregation, "multi_token": self.multi_token, "prefix_space": self.prefix_space}
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
+                    template: Any = None, name: str | None = None, mlm: Any = None) -> "ManualVerbalizer":
+        opts = {k: v for k, v in cfg.items() if k not in ("type", "label_words", "labels")}
+        unknown = set(opts) - {"aggregation", "multi_token", "prefix_space"}
+        if unknown:
+            raise VerbalizerError(f"the manual verbalizer takes label_words, aggregation, multi_token and "
+                                  f"prefix_space, not {sorted(unknown)}")
+        if cfg.get("label_words") is None:
+            raise VerbalizerError("the manual verbalizer needs label_words (class -> word or list of words)")
+        return cls(cfg["label_words"], tokenizer, labels=labels or cfg.get("labels"), name=name, template=template,
+                   **opts)
+
+    @property
+    def is_multi_token(self) -> bool:
+        return bool(self.sub_mask.shape[1] > 1)
+
+    def describe(self) -> str:
+        """One line per label word with its sub-token split."""
+        lines = [f"verbalizer ({self._tokenizer_name}, prefix_space={self.prefix_space}, "
+                 f"aggregation={self.aggregation}, multi_token={self.multi_token}):"]
+        for cls, w, pieces in self.splits:
+            note = "" if len(pieces) == 1 else f"  <- {len(pieces)} sub-tokens, scored by '{self.multi_token}'"
+            lines.append(f"  {cls:>16}: {w!r} -> {pieces}{note}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"ManualVerbalizer({self.label_words!r}, aggregation={self.aggregation!r})"
+
+    # ------------------------------------------------------------------ scoring steps
+    def project(self, token_logits: torch.Tensor) -> torch.Tensor:
+        """Label-token logits at the mask ``[B, T]`` (T = ``len(token_ids)``): already one score per unit."""
+        return token_logits
+
+    def aggregate(self, logp: torch.Tensor) -> torch.Tensor:
+        """Label-token log-probs ``[B, T]`` -> word scores (:meth:`word_scores`) -> classes (:meth:`combine_words`)."""
+        return self.combine_words(self.word_scores(logp))
+
+    def word_scores(self, logp: torch.Tensor) -> torch.Tensor:
+        """``[B, W]``: each label word's score from its sub-tokens (``multi_token``)."""
+        sub = logp[:, self.sub_idx]  # [B, W, S]
+        if self.multi_token == "first" or sub.shape[-1] == 1:
+            return sub[..., 0]
+        if self.multi_token == "max":
+            return sub.masked_fill(~self.sub_mask, float("-inf")).amax(-1)
+        return (sub * self.sub_mask).sum(-1) / self.sub_mask.sum(-1)
+
+    def combine_words(self, word: torch.Tensor) -> torch.Tensor:
+        """``[B, W]`` word scores -> ``[B, C]`` class scores (``aggregation``; ``word_idx``/``word_mask`` say
+        which words belong to which class)."""
+        cls = word[:, self.word_idx]  # [B, C, K]
+        if cls.shape[-1] == 1:
+            return cls[..., 0]
+        if self.aggregation == "max":
+            return cls.masked_fill(~self.word_mask, float("-inf")).amax(-1)
+        if self.aggregation == "logsumexp":
+            return torch.logsumexp(cls.masked_fill(~self.word_mask, float("-inf")), -1)
+        return (cls * self.word_mask).sum(-1) / self.word_mask.sum(-1)
+
+    def process(self, token_logits: torch.Tensor) -> torch.Tensor:
+        """Label-token logits ``[B, T]`` -> class log-scores ``[B, C]`` (same as calling the module)."""
+        return self(token_logits)
