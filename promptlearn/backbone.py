@@ -14,10 +14,12 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["ModelLoadError", "load_backbone", "load_tokenizer", "unwrap", "adapter_parameter_ids"]
+from .errors import PromptlearnError
+
+__all__ = ["ModelLoadError", "check_model_source", "load_backbone", "load_tokenizer", "load_masked_lm", "unwrap", "adapter_parameter_ids"]
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(PromptlearnError, RuntimeError):
     """A model or tokenizer name/path that cannot be loaded."""
 
 
@@ -29,13 +31,76 @@ def _load_error(name_or_path: str, what: str, exc: Exception) -> ModelLoadError:
         f"(a directory with config.json, the weights and the tokenizer files).")
 
 
+_FIX = ("fix: model.name_or_path=/path/to/model (a directory with config.json, the weights and the tokenizer "
+        "files)")
+
+
+def check_model_source(name_or_path: str) -> None:
+    """Fail fast, with the cause a user can act on, before transformers is asked for ``name_or_path``.
+
+    A local path must be a directory with ``config.json``.  A Hub id that is not in the local cache
+    needs the Hub: with ``HF_HUB_OFFLINE=1`` that is an error at once, and otherwise the Hub is probed
+    with a 5-second connection attempt instead of transformers' minute of retries.
+    """
+    import os
+    import socket
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    path = Path(str(name_or_path)).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelLoadError(f"model {name_or_path!r} is a file, not a model directory; {_FIX}")
+        if not (path / "config.json").is_file():
+            content = sorted(p.name for p in path.iterdir())[:8]
+            what = "is empty" if not content else f"has no config.json (it holds {content})"
+            raise ModelLoadError(f"model directory {name_or_path!r} {what}, so it is not a saved model; {_FIX}")
+        return
+    if str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
+        raise ModelLoadError(f"model directory {name_or_path!r} does not exist (resolved to {path.resolve()}); {_FIX}")
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(str(name_or_path), "config.json"), str):
+            return  # cached: transformers can load it with or without the Hub
+        endpoint = constants.ENDPOINT
+        offline = constants.HF_HUB_OFFLINE
+    except Exception:  # pragma: no cover - an unusual huggingface_hub; let transformers decide
+        return
+    if offline or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        raise ModelLoadError(f"model {name_or_path!r} is not a local directory and not in the Hugging Face cache, and "
+                             f"HF_HUB_OFFLINE=1 forbids downloading it; {_FIX}")
+    url = urlparse(endpoint)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=5).close()
+    except OSError as exc:
+        raise ModelLoadError(
+            f"model {name_or_path!r} is not a local directory and not in the Hugging Face cache, and the Hub at "
+            f"{endpoint} cannot be reached ({type(exc).__name__}: {exc}); {_FIX}, or run where the Hub is reachable "
+            f"(HF_HUB_OFFLINE=1 makes every run use only local files)") from None
+
+
 def load_tokenizer(name_or_path: str, revision: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
+    check_model_source(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(name_or_path, **({"revision": revision} if revision else {}))
     except Exception as exc:  # OSError, ValueError, connection errors...
         raise _load_error(name_or_path, "tokenizer", exc) from exc
+
+
+def load_masked_lm(name_or_path: str, revision: str | None = None, **kwargs: Any) -> nn.Module:
+    """``AutoModelForMaskedLM`` from a Hub id or a local directory (errors name the fix)."""
+    from transformers import AutoModelForMaskedLM
+
+    if revision:
+        kwargs["revision"] = revision
+    check_model_source(name_or_path)
+    try:
+        return AutoModelForMaskedLM.from_pretrained(name_or_path, **kwargs)
+    except Exception as exc:  # OSError, ValueError, connection errors...
+        raise _load_error(name_or_path, "masked LM", exc) from exc
 
 
 def load_backbone(name_or_path: str, revision: str | None = None, **kwargs: Any) -> tuple[Any, nn.Module]:
@@ -43,18 +108,7 @@ def load_backbone(name_or_path: str, revision: str | None = None, **kwargs: Any)
 
     Errors name what failed and how to point at a local copy.
     """
-    from transformers import AutoModelForMaskedLM
-
-    if revision:
-        kwargs["revision"] = revision
-    try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **({"revision": revision} if revision else {}))
-        model = AutoModelForMaskedLM.from_pretrained(name_or_path, **kwargs)
-    except Exception as exc:  # OSError, ValueError, connection errors...
-        raise _load_error(name_or_path, "masked LM", exc) from exc
-    return tokenizer, model
+    return load_tokenizer(name_or_path, revision), load_masked_lm(name_or_path, revision, **kwargs)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -19,6 +19,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 __all__ = ["calibrate", "content_free_inputs", "support_set", "MODES"]
 
 MODES = ("content_free", "support")
@@ -39,7 +41,7 @@ def support_set(pool: Any, size: int, seed: int, exclude: Iterable[int] = ()) ->
     ids = pool["idx"][:] if "idx" in pool.column_names else list(range(len(pool)))
     rows = [r for r, i in enumerate(ids) if int(i) not in excluded]
     if not rows:
-        raise ValueError("calibrate=support: the pool has no examples left to calibrate on")
+        raise ConfigError("calibrate=support: the pool has no examples left to calibrate on")
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(len(rows), size=min(int(size), len(rows)), replace=False).tolist())
     subset = pool.select([rows[j] for j in chosen])
@@ -52,19 +54,18 @@ def calibrate(model: torch.nn.Module, mode: str, device: torch.device | str, poo
     from .inference import score_dataset
 
     if mode not in MODES:
-        raise ValueError(f"calibrate must be one of {list(MODES)} or false, got {mode!r}")
+        raise ConfigError(f"calibrate must be one of {list(MODES)} or false, got {mode!r}")
     verbalizer = getattr(model, "verbalizer", None)
     if verbalizer is None:
-        raise ValueError(f"calibrate={mode}: a {type(model).__name__} has no verbalizer to calibrate")
+        raise ConfigError(f"calibrate={mode}: a {type(model).__name__} has no verbalizer to calibrate")
     if mode == "content_free":
         data = content_free_inputs(model.template)
     else:
         if pool is None:
-            raise ValueError("calibrate=support needs the task's pool (its train split)")
+            raise ConfigError("calibrate=support needs the task's pool (its train split)")
         data = support_set(pool, size, seed, exclude)
     verbalizer.reset_calibration()
     inputs = score_dataset(model, data, batch_size, device, outputs=("verbalizer_input",))["verbalizer_input"]
-    verbalizer.calibrate(torch.from_numpy(inputs).to(verbalizer.calibration.device))
-    model.calibration = mode
+    verbalizer.calibrate(torch.from_numpy(inputs).to(verbalizer.calibration.device), mode=mode)
     prior = torch.softmax(verbalizer.calibration.float(), -1).cpu()
     return {"mode": mode, "n": len(data), "prior": [round(float(x), 6) for x in prior]}

@@ -120,7 +120,7 @@ class Batches:
     """
 
     def __init__(self, encoded: Any, batch_size: int, pad_token_id: int | None, order: str = "sequential",
-                 seed: int = 0, pad_to_multiple_of: int | None = None):
+                 seed: int = 0, pad_to_multiple_of: int | None = None, draw_base_seed: bool = False):
         if order not in ("sequential", "length", "shuffle"):
             raise ValueError(f"order must be sequential, length or shuffle, got {order!r}")
         if int(batch_size) < 1:
@@ -137,6 +137,7 @@ class Batches:
             self.order_index: list[int] | None = sorted(range(self.n), key=lambda i: (-lengths[i], i))
         else:
             self.order_index = None
+        self.draw_base_seed = draw_base_seed
         self.epoch, self.pos = 0, 0
         self._perm = self._permutation() if order == "shuffle" else None
 
@@ -149,10 +150,11 @@ class Batches:
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         if self.mode == "shuffle":
             return self._endless()
-        # Like a torch DataLoader, creating an iterator draws one number from the global generator (the
-        # DataLoader's workers' base seed).  promptlearn 0.1 evaluated through a DataLoader, so this keeps the
-        # dropout stream of a training run with dev evaluations -- and every recorded result -- identical.
-        torch.empty((), dtype=torch.int64).random_()
+        if self.draw_base_seed:
+            # Like a torch DataLoader, creating an iterator draws one number from the global generator (the
+            # DataLoader's workers' base seed).  promptlearn 0.1's trainer evaluated dev through a DataLoader: the
+            # trainer asks for this draw, so the dropout stream of a run -- and every recorded result -- is kept.
+            torch.empty((), dtype=torch.int64).random_()
         return self._one_pass()
 
     def _one_pass(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -182,8 +184,9 @@ class Batches:
             yield self.collate([self.rows[i] for i in idx])
 
 
-def make_loader(encoded: Any, batch_size: int, pad_token_id: int, shuffle: bool = False, seed: int = 0,
-                sort_by_length: bool = False, pad_to_multiple_of: int | None = None) -> Batches:
-    """:class:`Batches` over an encoded dataset: ``sort_by_length`` for inference, ``shuffle`` for training."""
-    order = "shuffle" if shuffle else "length" if sort_by_length else "sequential"
-    return Batches(encoded, batch_size, pad_token_id, order=order, seed=seed, pad_to_multiple_of=pad_to_multiple_of)
+def make_loader(encoded: Any, batch_size: int, pad_token_id: int, sort_by_length: bool = False,
+                pad_to_multiple_of: int | None = None) -> Batches:
+    """One pass of :class:`Batches` over an encoded dataset, in dataset order or (``sort_by_length``) longest
+    first.  Training draws endless seeded batches with ``Batches(..., order="shuffle", seed=...)``."""
+    order = "length" if sort_by_length else "sequential"
+    return Batches(encoded, batch_size, pad_token_id, order=order, pad_to_multiple_of=pad_to_multiple_of)

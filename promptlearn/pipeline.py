@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from .errors import ConfigError
 from .inference import score_dataset
 from .metrics import compute_metrics
 from .sampler import FewShotSplit, sample_few_shot
@@ -65,9 +66,9 @@ def sample(task: Any, k: int, seed: int) -> FewShotSplit | None:
 
 def build(cfg: Mapping[str, Any], task: Any, strategy: Any, tokenizer: Any = None, mlm: Any = None) -> torch.nn.Module:
     """The model the config and strategy describe (through the one spec builder)."""
-    from .spec import spec_from_config
+    from .spec import build_model, spec_from_config
 
-    return strategy.build(spec_from_config(cfg, task, strategy), tokenizer=tokenizer, mlm=mlm)
+    return build_model(spec_from_config(cfg, task, strategy), tokenizer=tokenizer, mlm=mlm)
 
 
 def train(model: torch.nn.Module, few: FewShotSplit | None, strategy: Any, cfg: Mapping[str, Any],
@@ -86,7 +87,7 @@ def resolve_split(task: Any, name: str, few: FewShotSplit | None) -> Any:
         return task.splits[name]
     if name in ("few_train", "few_dev"):
         if few is None:
-            raise ValueError(f"split {name!r} exists only for strategies that sample a few-shot set (k_shot > 0)")
+            raise ConfigError(f"split {name!r} exists only for strategies that sample a few-shot set (k_shot > 0)")
         return few.train if name == "few_train" else few.dev
     if name == "unlabeled":
         used = set(few.train_ids + few.dev_ids) if few is not None else set()
@@ -94,7 +95,7 @@ def resolve_split(task: Any, name: str, few: FewShotSplit | None) -> Any:
         keep = [i for i, x in enumerate(pool["idx"][:]) if int(x) not in used]
         pool = pool.select(keep)
         return pool.remove_columns("label")  # labels are never read from the unlabelled pool
-    raise ValueError(f"unknown split {name!r}; the task has {sorted(task.splits)}, and derived splits are "
+    raise ConfigError(f"unknown split {name!r}; the task has {sorted(task.splits)}, and derived splits are "
                      f"{list(DERIVED_SPLITS)}")
 
 
@@ -109,10 +110,10 @@ def score(model: torch.nn.Module, dataset: Any, split: str, device: torch.device
     labelled = "label" in dataset.column_names
     labels = np.asarray(dataset["label"][:], dtype=np.int64) if labelled else None
     idx = np.asarray(dataset["idx"][:]) if "idx" in dataset.column_names else np.arange(len(dataset))
-    metrics = None
+    metrics, n_truncated = None, int((out["n_truncated"] > 0).sum())
     if labels is not None:
         metrics = compute_metrics(labels, logits.argmax(-1), metric)
-        metrics["n_truncated"] = int((out["n_truncated"] > 0).sum())
+        metrics["n_truncated"] = n_truncated
     label_names = list(getattr(model, "labels", None) or [])
     path = None
     if output_dir is not None:
@@ -124,7 +125,7 @@ def score(model: torch.nn.Module, dataset: Any, split: str, device: torch.device
                  label_names=np.asarray(label_names))
         os.replace(tmp, path)
     return Scores(split=split, idx=idx, logits=logits, labels=labels, label_names=label_names, metrics=metrics,
-                  n_truncated=int((out["n_truncated"] > 0).sum()), path=path)
+                  n_truncated=n_truncated, path=path)
 
 
 def load_scores(path: str | Path) -> Scores:

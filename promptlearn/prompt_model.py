@@ -24,13 +24,15 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError, PromptlearnError
 from .backbone import ModelLoadError, load_backbone, unwrap
+from .model_base import BaseModel
 from .soft_prompt import SoftPrompt
 from .template import Template
 from .verbalizers import LABEL_LOGITS, BaseVerbalizer
@@ -38,7 +40,7 @@ from .verbalizers import LABEL_LOGITS, BaseVerbalizer
 __all__ = ["PromptModel", "PromptOutput", "load_backbone", "ModelLoadError", "MaskGatherError"]
 
 
-class MaskGatherError(RuntimeError):
+class MaskGatherError(PromptlearnError, RuntimeError):
     """The hook that reads the mask position did not fire: the scores would come from a wrong position."""
 
 
@@ -65,28 +67,26 @@ class PromptOutput:
         return self.token_logits if self.token_logits is not None else self.hidden
 
 
-class PromptModel(nn.Module):
+class PromptModel(BaseModel):
     """Cloze classifier: ``forward(**batch) -> PromptOutput`` with class log-scores.
 
-    ``base_model`` / ``revision`` name the LM for saving (default: what ``mlm.config`` says) and
-    ``strategy`` the training strategy the weights come from (the trainer sets it); together with
-    the template, verbalizer and soft prompt they form :attr:`spec`, from which
+    ``base_model`` / ``revision`` name the LM for saving (default: what ``mlm.config`` says);
+    ``strategy`` / ``trained`` record what trained the weights (see :class:`~promptlearn.model_base.BaseModel`).
+    With the template, verbalizer and soft prompt they form :attr:`spec`, from which
     :func:`promptlearn.spec.build_model` rebuilds this model.
+
+    If ``verbalizer`` resolved its label words' leading space for another template (``prefix_space="auto"``),
+    the model uses a re-tokenised copy; the verbalizer passed in is never changed.
     """
 
     kind = "prompt"
 
     def __init__(self, mlm: nn.Module, template: Template, verbalizer: BaseVerbalizer,
                  soft_prompt: nn.Module | None = None, check_head: bool = True, *, base_model: str | None = None,
-                 revision: str | None = None, strategy: str = "tuning_free", calibration: str | None = None):
-        super().__init__()
-        self.mlm = mlm
+                 revision: str | None = None, strategy: str | None = None, trained: Sequence[str] = ()):
+        super().__init__(mlm, base_model=base_model, revision=revision, strategy=strategy, trained=trained)
         self.template = template
-        self.verbalizer = verbalizer
-        self.base_model = base_model
-        self.revision = revision
-        self.strategy = strategy
-        self.calibration = calibration  # how verbalizer.calibration was measured (content_free / support), if it was
+        self.verbalizer = verbalizer.bind(template)  # label words tokenised as they follow this template's mask
         backbone = self.backbone
         if soft_prompt is None and template.has_soft_tokens:
             soft_prompt = SoftPrompt(template.soft_spec, backbone.get_input_embeddings())
@@ -96,17 +96,11 @@ class PromptModel(nn.Module):
             raise ValueError(f"the soft prompt has {spec.num_tokens} soft tokens but template {template.name!r} "
                              f"declares {template.soft_spec.num_tokens}; build it from template.soft_spec")
         self.soft_prompt = soft_prompt
-        verbalizer.bind(template)  # label words tokenised as they follow this template's mask
         self._check_positions()
         self.restricted_head = False
-        if check_head and verbalizer.input == LABEL_LOGITS:
+        if check_head and self.verbalizer.input == LABEL_LOGITS:
             self.restricted_head = self._head_self_check()
         self.train(mlm.training)  # follow the wrapped model's mode (from_pretrained models are in eval mode)
-
-    @property
-    def backbone(self) -> nn.Module:
-        """The transformers model inside ``mlm`` (itself, unless ``mlm`` is a PEFT or other wrapper)."""
-        return unwrap(self.mlm)
 
     @property
     def labels(self) -> list[str]:
@@ -117,12 +111,11 @@ class PromptModel(nn.Module):
         """The :class:`~promptlearn.spec.ModelSpec` that rebuilds this model (weights aside)."""
         from .spec import ModelSpec
 
-        cfg = getattr(self.backbone, "config", None)
-        return ModelSpec(kind=self.kind, base_model=self.base_model or getattr(cfg, "_name_or_path", None)
-                         or getattr(self.template.tokenizer, "name_or_path", None), revision=self.revision,
+        return ModelSpec(kind=self.kind, base_model=self.base_model_name(), revision=self.revision,
                          template=self.template.config(), verbalizer=self.verbalizer.config(), labels=self.labels,
                          soft_prompt=self.soft_prompt.config() if self.soft_prompt is not None else None,
-                         strategy=self.strategy, calibration=self.calibration)
+                         strategy=self.strategy, trained=list(self.trained),
+                         calibration=self.verbalizer.calibration_mode)
 
     # ------------------------------------------------------------------ set-up checks
     def _check_positions(self) -> None:
@@ -131,7 +124,7 @@ class PromptModel(nn.Module):
         if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert") and limit:
             limit -= 2  # positions start at padding_idx + 1
         if limit and self.template.max_length > limit:
-            raise ValueError(
+            raise ConfigError(
                 f"template {self.template.name!r} encodes up to {self.template.max_length} tokens but the model "
                 f"accepts {limit} positions; fix: set max_length={limit} (task.max_length=... on the command line)")
 
@@ -238,43 +231,34 @@ class PromptModel(nn.Module):
             return PromptOutput(logits=logits, token_logits=x)
         return PromptOutput(logits=logits, hidden=x)
 
-    # ------------------------------------------------------------------ convenience
-    def predict(self, inputs: Any, batch_size: int = 32) -> Any:
-        """Labels and class probabilities for raw strings or field dicts (see :func:`serialization.predict`)."""
-        from .serialization import predict
-
-        return predict(self, inputs, batch_size=batch_size)
-
-    def save_pretrained(self, directory: str, save_lm: bool | None = None, base_model: str | None = None,
-                        materialize: bool = False) -> Any:
-        """Save the spec and the trained state (the LM only if the strategy trained it)."""
-        from .serialization import save_prompt_model
-
-        return save_prompt_model(self, directory, save_lm=save_lm, base_model=base_model, materialize=materialize)
-
-    @classmethod
-    def from_pretrained(cls, directory: str, base_model: str | None = None, **kwargs: Any) -> nn.Module:
-        """Load a model written by :meth:`save_pretrained`; ``base_model`` overrides the recorded LM."""
-        from .serialization import load_prompt_model
-
-        return load_prompt_model(directory, base_model=base_model, **kwargs)
-
     @classmethod
     def from_spec(cls, spec: Any, tokenizer: Any = None, mlm: nn.Module | None = None,
-                  lm_source: str | None = None) -> "PromptModel":
+                  lm_source: str | None = None, **load_kwargs: Any) -> "PromptModel":
         """Build from a :class:`~promptlearn.spec.ModelSpec` (LM from ``lm_source`` or the spec's base model)."""
+        from .backbone import load_masked_lm, load_tokenizer
         from .soft_prompt import build_soft_prompt
-        from .verbalizers import build_verbalizer
+        from .verbalizers import build_verbalizer, get_verbalizer_class
 
-        if tokenizer is None or mlm is None:
-            source = lm_source or spec.base_model
-            tokenizer, mlm = load_backbone(source, revision=None if lm_source else spec.revision)
+        source = lm_source or spec.base_model
+        revision = None if lm_source else spec.revision
+        if tokenizer is None:
+            tokenizer = load_tokenizer(source, revision)
         template = Template(tokenizer=tokenizer, **spec.template)
-        verbalizer = build_verbalizer(spec.verbalizer, tokenizer, labels=spec.labels, template=template,
-                                      name=spec.template.get("name"), mlm=unwrap(mlm))
+
+        def verbalizer_for(lm: nn.Module | None) -> BaseVerbalizer:
+            return build_verbalizer(spec.verbalizer, tokenizer, labels=spec.labels, template=template,
+                                    name=spec.template.get("name"), mlm=lm)
+
+        # a verbalizer that needs no model is built (and its label words checked) before the weights load
+        early = not get_verbalizer_class(spec.verbalizer.get("type")).needs_model
+        verbalizer = verbalizer_for(None) if early else None
+        if mlm is None:
+            mlm = load_masked_lm(source, revision, **load_kwargs)
+        if verbalizer is None:
+            verbalizer = verbalizer_for(unwrap(mlm))
         soft_prompt = None
         if spec.soft_prompt:
             opts = dict(spec.soft_prompt)
             soft_prompt = build_soft_prompt(template.soft_spec, mlm, opts.pop("type", "embedding"), **opts)
         return cls(mlm, template, verbalizer, soft_prompt=soft_prompt, base_model=spec.base_model,
-                   revision=spec.revision, strategy=spec.strategy, calibration=spec.calibration)
+                   revision=spec.revision, strategy=spec.strategy, trained=spec.trained)

@@ -20,6 +20,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .verbalizers import DEFAULT_TYPE
+
 __all__ = ["collect", "aggregate", "markdown_table", "main"]
 
 
@@ -30,7 +32,7 @@ def variant(result: dict[str, Any]) -> str:
     enc = (cfg.get("strategy") or {}).get("prompt_encoder")
     name = f"{strategy}/{enc['type']}" if isinstance(enc, dict) and enc.get("type") else strategy
     vtype = (cfg.get("verbalizer") or {}).get("type") if isinstance(cfg.get("verbalizer"), dict) else None
-    if vtype and vtype != "manual":
+    if vtype and vtype != DEFAULT_TYPE:
         name += f" verbalizer={vtype}"
     if (result.get("calibration") or {}).get("mode"):
         name += f" +calibrate={result['calibration']['mode']}"
@@ -50,7 +52,8 @@ def collect(dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 # options that do not change a run's numbers (or are already part of the group key)
 _NOT_CONFIG = {"seed", "progress", "device", "threads", "resume", "save_model", "keep_checkpoint",
-               "materialize_prompt", "data_root", "eval_batch_size", "task", "model", "score_splits", "plugins"}
+               "materialize_prompt", "data_root", "eval_batch_size", "task", "model", "score_splits", "plugins",
+               "rerun", "debug"}
 
 
 def config_signature(result: dict[str, Any]) -> str:

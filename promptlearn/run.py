@@ -29,9 +29,11 @@ import torch
 from . import pipeline
 from .backbone import ModelLoadError
 from .calibration import calibrate as calibrate_model
+from .errors import ConfigError, PromptlearnError
 from .metrics import ids_checksum
 from .strategies import get_strategy
 from .task import load_task
+from .validation import check_against_task, check_config
 
 log = logging.getLogger("promptlearn")
 
@@ -69,7 +71,7 @@ def load_plugins(modules: Any) -> list[str]:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ImportError(f"plugins=[{name}]: cannot import {name!r} ({exc}); fix: put the module on PYTHONPATH "
+            raise ConfigError(f"plugins=[{name}]: cannot import {name!r} ({exc}); fix: put the module on PYTHONPATH "
                               "or install the package that provides it") from exc
     return names
 
@@ -82,12 +84,20 @@ def _task(c: dict[str, Any]) -> Any:
     return load_task(task_cfg, data_root=c.get("data_root"))
 
 
+def _checked(c: dict[str, Any]) -> tuple[Any, Any]:
+    """Plugins, the whole config, the task, and the config against the task: (strategy, task)."""
+    load_plugins(c.get("plugins"))
+    check_config(c)
+    strategy = get_strategy(c.get("strategy"))
+    task = _task(c)
+    check_against_task(c, task, strategy, c.get("template") or task.template)
+    return strategy, task
+
+
 def build(cfg: Any, tokenizer: Any = None, mlm: Any = None) -> dict[str, Any]:
     """Task and model for a config (no training); ``tokenizer``/``mlm`` may reuse a loaded masked LM."""
     c = _plain(cfg)
-    load_plugins(c.get("plugins"))
-    strategy = get_strategy(c.get("strategy"))
-    task = _task(c)
+    strategy, task = _checked(c)
     model = pipeline.build(c, task, strategy, tokenizer, mlm)
     return {"task": task, "strategy": strategy, "model": model, "template": model.template,
             "verbalizer": getattr(model, "verbalizer", None), "tokenizer": model.template.tokenizer}
@@ -106,6 +116,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     t0 = time.perf_counter()
     c = _plain(cfg)
     load_plugins(c.get("plugins"))
+    check_config(c)  # every option, before anything is loaded
     seed = int(c.get("seed", 42))
     set_seed(seed)
     if c.get("threads"):
@@ -116,6 +127,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
 
     # --- build: task, then the model from its spec
     task = _task(c)
+    check_against_task(c, task, strategy, c.get("template") or task.template)  # before the model is loaded
     model = pipeline.build(c, task, strategy, tokenizer, mlm)
     model.to(device)
     template, verbalizer = model.template, getattr(model, "verbalizer", None)
@@ -228,22 +240,72 @@ def safe_dirname(overrides: str, limit: int = 120) -> str:
     return name
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, SLURM pre-emption, a scheduler): handled like Ctrl-C -- checkpoint, then exit."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+# options that never change a run's numbers: a finished job is the same job whatever they were
+_VOLATILE = {"progress", "device", "threads", "resume", "keep_checkpoint", "rerun", "debug", "save_model",
+             "materialize_prompt", "eval_batch_size", "score_splits", "data_root"}
+
+
+def finished(output_dir: Path, c: dict[str, Any]) -> dict[str, Any] | None:
+    """The results of an earlier run of the same configuration in ``output_dir``, if it finished."""
+    path = output_dir / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:  # a results file is written atomically, so this is someone else's file
+        return None
+    strip = lambda d: {k: v for k, v in (d or {}).items() if k not in _VOLATILE}  # noqa: E731
+    return old if strip(old.get("config")) == strip(json.loads(json.dumps(c, default=str))) else None
+
+
 def main() -> None:
-    """Console entry (``promptlearn`` / ``python -m promptlearn.run``), Hydra-driven."""
+    """Console entry (``promptlearn`` / ``python -m promptlearn.run``), Hydra-driven.
+
+    promptlearn's own errors (:class:`~promptlearn.errors.PromptlearnError`) print one message and exit
+    with code 2; ``debug=true`` or ``HYDRA_FULL_ERROR=1`` shows the traceback.  SIGTERM is handled like
+    Ctrl-C (a training run writes its checkpoint first).  A rerun multirun skips jobs that finished.
+    """
+    import signal
+
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
 
     if not OmegaConf.has_resolver("pl_dirname"):
         OmegaConf.register_new_resolver("pl_dirname", safe_dirname)
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def _main(cfg: DictConfig) -> float:
+        hc = HydraConfig.get()
+        out = Path(hc.runtime.output_dir)
+        c = _plain(cfg)
+        if hc.mode == RunMode.MULTIRUN and not c.get("rerun"):
+            done = finished(out, c)
+            if done is not None:
+                print(f"skipping job {hc.job.num}: finished earlier ({out / 'results.json'}); rerun=true runs it again")
+                return done["metrics"]["main"]
         try:
-            res = run_experiment(cfg, output_dir=HydraConfig.get().runtime.output_dir)
-        except ModelLoadError as exc:
+            res = run_experiment(cfg, output_dir=out)
+        except PromptlearnError as exc:
+            if c.get("debug") or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt as exc:
+            what = "SIGTERM" if isinstance(exc, Terminated) else "interrupted"
+            print(f"{what}: stopped; rerun the same command with resume=true to continue a training run",
+                  file=sys.stderr)
+            raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
         return res["metrics"]["main"]
 
     _main()

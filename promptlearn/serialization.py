@@ -38,16 +38,22 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
                       base_model: str | None = None, materialize: bool = False) -> Path:
     """Write ``model`` to ``directory`` (see the module doc for the layout); returns the directory.
 
-    ``save_lm=None`` saves the LM only if the model's strategy trains it (``model.spec.strategy``).
+    ``save_lm=None`` saves the LM if its weights changed (``model.lm_needs_saving()``: the ``lm`` group
+    trained, or the model has a new head).  A PEFT-wrapped LM with adapters is refused rather than saved
+    without them (adapter artifacts arrive with the LoRA/BitFit strategies).
     ``materialize=True`` stores a reparameterised prompt (LSTM/MLP encoder, projected deep prefixes)
     as the plain vectors it produces, as PEFT does: the same logits, a fraction of the size, but no
     encoder to continue training.
     """
     from safetensors.torch import save_file
 
-    from .backbone import unwrap
-    from .strategies import STRATEGIES
+    from .backbone import adapter_parameter_ids, unwrap
+    from .errors import PromptlearnError
 
+    if adapter_parameter_ids(model.mlm) or unwrap(model.mlm) is not model.mlm:
+        raise PromptlearnError(
+            f"saving a {type(model.mlm).__name__}-wrapped LM is not supported yet: its adapters would be lost; "
+            "fix: merge them first (peft: model.mlm = model.mlm.merge_and_unload()) and save with save_lm=True")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     spec = model.spec
@@ -56,8 +62,7 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
     if spec.base_model and Path(str(spec.base_model)).exists():  # a local directory: record it absolutely
         spec = spec.replace(base_model=str(Path(str(spec.base_model)).resolve()))
     if save_lm is None:
-        strategy = STRATEGIES.get(spec.strategy)
-        save_lm = spec.kind == "classifier" or bool(strategy is not None and "lm" in strategy.trains)
+        save_lm = model.lm_needs_saving()
     files: dict[str, str] = {}
     sp = getattr(model, "soft_prompt", None)
     if sp is not None:
@@ -67,16 +72,10 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
         save_file(_state(sp), str(d / PROMPT_WEIGHTS))
         files["soft_prompt"] = PROMPT_WEIGHTS
     verbalizer = getattr(model, "verbalizer", None)
-    if isinstance(verbalizer, nn.Module) and verbalizer.state_dict():
-        state = {k: v for k, v in _state(verbalizer).items() if v.numel() > 0}
-        if state:
-            save_file(state, str(d / VERBALIZER_WEIGHTS))
-            files["verbalizer"] = VERBALIZER_WEIGHTS
+    if isinstance(verbalizer, nn.Module) and (verbalizer.calibrated or any(True for _ in verbalizer.parameters())):
+        save_file(_state(verbalizer), str(d / VERBALIZER_WEIGHTS))
+        files["verbalizer"] = VERBALIZER_WEIGHTS
     if save_lm:
-        if unwrap(model.mlm) is not model.mlm:
-            raise NotImplementedError(
-                f"saving a tuned {type(model.mlm).__name__}-wrapped LM is not supported yet; merge the adapters "
-                "first (peft: model.mlm = model.mlm.merge_and_unload()) or save with save_lm=False")
         model.mlm.save_pretrained(d / "lm")
         model.template.tokenizer.save_pretrained(d / "lm")
         files["lm"] = "lm"
@@ -91,10 +90,10 @@ def _upgrade_v1(cfg: Mapping[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"kind": cfg["kind"], "base_model": cfg["base_model"], "revision": cfg.get("base_revision"),
                             "template": {k: t[k] for k in ("text", "max_length", "truncate", "name", "require_mask")
                                          if k in t},
-                            "strategy": "fixed_prompt" if cfg["lm_saved"] else "tuning_free"}
+                            "trained": ["lm"] if cfg["lm_saved"] else []}
     calibration = None
     if cfg["kind"] == "classifier":
-        spec.update(labels=cfg["labels"], strategy="finetune")
+        spec.update(labels=cfg["labels"])
     else:
         v = dict(cfg["verbalizer"])
         calibration = v.pop("calibration", None)
@@ -104,8 +103,9 @@ def _upgrade_v1(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "spec": spec, "lm_saved": cfg["lm_saved"], "calibration_v1": calibration}
 
 
-def load_prompt_model(directory: str | Path, base_model: str | None = None, **_: Any) -> nn.Module:
-    """Load what :func:`save_prompt_model` wrote; ``base_model`` overrides the recorded base LM."""
+def load_prompt_model(directory: str | Path, base_model: str | None = None, **load_kwargs: Any) -> nn.Module:
+    """Load what :func:`save_prompt_model` wrote; ``base_model`` overrides the recorded base LM;
+    ``load_kwargs`` go to transformers' ``from_pretrained`` (``torch_dtype=...``)."""
     from safetensors.torch import load_file
 
     from .spec import ModelSpec, build_model
@@ -121,13 +121,15 @@ def load_prompt_model(directory: str | Path, base_model: str | None = None, **_:
     spec = ModelSpec.from_dict(cfg["spec"])
     if base_model is not None:
         spec = spec.replace(base_model=base_model, revision=None)
-    model = build_model(spec, lm_source=str(d / "lm") if cfg["lm_saved"] else None)
+    model = build_model(spec, lm_source=str(d / "lm") if cfg["lm_saved"] else None, **load_kwargs)
     if (d / PROMPT_WEIGHTS).is_file() and getattr(model, "soft_prompt", None) is not None:
         model.soft_prompt.load_state_dict(load_file(str(d / PROMPT_WEIGHTS)))
     if (d / VERBALIZER_WEIGHTS).is_file():
-        model.verbalizer.load_state_dict(load_file(str(d / VERBALIZER_WEIGHTS)), strict=False)
+        model.verbalizer.load_state_dict(load_file(str(d / VERBALIZER_WEIGHTS)))
+        model.verbalizer.calibration_mode = spec.calibration if model.verbalizer.calibrated else None
     if cfg.get("calibration_v1") is not None:
         model.verbalizer.calibration = torch.tensor(cfg["calibration_v1"])
+        model.verbalizer.calibration_mode = spec.calibration
     return model.eval()
 
 
@@ -137,23 +139,32 @@ def predict(model: nn.Module, inputs: str | Mapping[str, Any] | Sequence[str | M
     """Labels and class probabilities for raw strings or field dicts.
 
     A plain string fills the template's first field (``text_a`` for single-sentence tasks); use a
-    dict such as ``{"text_a": premise, "text_b": hypothesis}`` for pairs.  Runs through the same
-    encoder, batcher and inference loop as evaluation.
+    dict such as ``{"text_a": premise, "text_b": hypothesis}`` for pairs.  A row without one of the
+    template's fields is an error naming it.  Runs through the same batcher and inference loop as
+    evaluation (inputs are encoded directly: nothing to cache).
     """
     from datasets import Dataset
 
     from .inference import score_dataset
+    from .template import TemplateError
 
     template = model.template
     single = isinstance(inputs, (str, Mapping))
     items = [inputs] if single else list(inputs)
+    if not items:
+        return []
     first = template.fields[0] if template.fields else "text_a"
     rows = [{first: x} if isinstance(x, str) else dict(x) for x in items]
-    names = sorted({k for r in rows for k in r} | set(template.fields))
-    data = Dataset.from_dict({k: [r.get(k) for r in rows] for k in names})
+    for i, r in enumerate(rows):
+        missing = [f for f in template.fields if f not in r]
+        if missing:
+            raise TemplateError(f"predict: input {i} has no field {missing[0]!r} (it has {sorted(r)}); template "
+                                f"{template.text!r} needs {template.fields}; fix: pass a dict with those keys")
+    columns = {f: [None if r[f] is None else str(r[f]) for r in rows] for f in template.fields}
+    encoded = Dataset.from_dict(template.encode_batch(columns))
     labels = model.labels
     device = next(model.parameters()).device
-    logits = score_dataset(model, data, batch_size, device)["logits"]
+    logits = score_dataset(model, None, batch_size, device, encoded=encoded)["logits"]
     probs = torch.softmax(torch.from_numpy(logits), -1)
     out = [{"label": labels[int(p.argmax())], "probs": {n: float(x) for n, x in zip(labels, p)}} for p in probs]
     return out[0] if single else out

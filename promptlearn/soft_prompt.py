@@ -37,6 +37,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from .errors import ConfigError, PromptlearnError
 from .template import SoftSpec
 
 __all__ = ["SoftPrompt", "ReparamPrompt", "DeepPrompt", "build_soft_prompt", "ENCODERS", "DeepPromptUnsupported"]
@@ -44,7 +45,7 @@ __all__ = ["SoftPrompt", "ReparamPrompt", "DeepPrompt", "build_soft_prompt", "EN
 ENCODERS = ("embedding", "lstm", "mlp", "deep")
 
 
-class DeepPromptUnsupported(ValueError):
+class DeepPromptUnsupported(PromptlearnError, ValueError):
     """The masked LM does not apply key/value prefixes passed as ``past_key_values``."""
 
 
@@ -145,7 +146,7 @@ class ReparamPrompt(nn.Module):
         self.embedding = nn.Parameter(init.float())  # like the LSTM/MLP weights; PromptModel casts the output
         if encoder == "lstm":
             if hidden < 2:
-                raise ValueError(f"lstm prompt encoder needs hidden_size >= 2, got {hidden}")
+                raise ConfigError(f"lstm prompt encoder needs hidden_size >= 2, got {hidden}")
             self.lstm = nn.LSTM(input_size=dim, hidden_size=hidden // 2, num_layers=2, dropout=dropout,
                                 bidirectional=True, batch_first=True)
             mlp_in = 2 * (hidden // 2)
@@ -224,7 +225,7 @@ class DeepPrompt(nn.Module):
         self.prefix_hidden_size = int(prefix_hidden_size)
         self.prefix_dropout = float(prefix_dropout)
         if int(num_prefix) < 1:
-            raise ValueError(f"deep prompts need num_prefix >= 1, got {num_prefix}")
+            raise ConfigError(f"deep prompts need num_prefix >= 1, got {num_prefix}")
         self.spec = spec
         self.num_prefix = int(num_prefix)
         self.num_layers = int(cfg.num_hidden_layers)
@@ -331,7 +332,7 @@ class DeepPrompt(nn.Module):
         and the attention mask extended over the prefixes; keeps the position ids while inside.
         """
         if mlm.training and any(getattr(m, "gradient_checkpointing", False) is True for m in mlm.modules()):
-            raise ValueError("deep prompts cannot be used with gradient checkpointing: transformers drops "
+            raise ConfigError("deep prompts cannot be used with gradient checkpointing: transformers drops "
                              "past_key_values inside checkpointed layers; disable gradient checkpointing")
         with self._keep_positions(mlm):
             yield self._prefixed(mlm, inputs, self.key_values())
@@ -407,14 +408,14 @@ def build_soft_prompt(spec: SoftSpec, mlm: nn.Module, encoder: str | None = "emb
     mlm = unwrap(mlm)  # a PEFT-wrapped LM: the prompt belongs to the transformers model inside
     encoder = (encoder or "embedding").lower()
     if encoder not in _OPTIONS:
-        raise ValueError(f"unknown prompt encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
+        raise ConfigError(f"unknown prompt encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
     unknown = set(options) - _OPTIONS[encoder]
     if unknown:
-        raise TypeError(f"prompt encoder {encoder!r} takes the options {sorted(_OPTIONS[encoder])}, "
+        raise ConfigError(f"prompt encoder {encoder!r} takes the options {sorted(_OPTIONS[encoder])}, "
                         f"not {sorted(unknown)}")
     seed = options.pop("seed", None)
     if encoder != "deep" and spec.num_tokens == 0:
-        raise ValueError(f"the {encoder!r} prompt encoder needs {{soft}} tokens in the template, which has none; "
+        raise ConfigError(f"the {encoder!r} prompt encoder needs {{soft}} tokens in the template, which has none; "
                          "add some (e.g. '{soft*4} {text_a} It was {mask}.' or strategy.soft_prefix=N) "
                          "or use the 'deep' encoder, which needs none")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None

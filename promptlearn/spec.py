@@ -6,7 +6,8 @@ the labels, the strategy its weights come from and how it was calibrated.  :func
 turns a spec into a model, and it is the only place that does: the CLI builds its spec from the
 Hydra config (:func:`spec_from_config`), ``from_pretrained`` reads it from ``promptlearn.json``,
 and ``model.spec`` gives it back for any model -- ``build_model(model.spec)`` is the same model up
-to its trained weights.
+to its trained weights (which live beside the spec in a saved model).  PEFT wrappers are not part of
+a spec yet: a wrapped model's spec describes the LM inside it.
 
 Model kinds (``spec.kind``) are a small registry: ``prompt`` (:class:`~promptlearn.PromptModel`)
 and ``classifier`` (the [CLS]-head baseline); each class implements ``from_spec`` and ``spec``.
@@ -15,10 +16,13 @@ and ``classifier`` (the [CLS]-head baseline); each class implements ``from_spec`
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from torch import nn
+
+from .registry import Registry
 
 __all__ = ["ModelSpec", "build_model", "spec_from_config", "MODEL_KINDS", "register_model_kind"]
 
@@ -32,8 +36,9 @@ class ModelSpec:
     verbalizer: dict[str, Any] | None = None  # {"type": "manual", ...}; None for kind=classifier
     labels: list[str] = field(default_factory=list)
     soft_prompt: dict[str, Any] | None = None  # {"type": "embedding" | "lstm" | "mlp" | "deep", ...}
-    strategy: str | None = None  # the strategy the weights come from (None: untrained, as loaded)
-    calibration: str | None = None  # content_free | support | None
+    strategy: str | None = None  # the strategy that trained the weights (None: not trained)
+    trained: list[str] = field(default_factory=list)  # the parameter groups it trained (lm, prompt, ...)
+    calibration: str | None = None  # how the verbalizer's prior was measured: content_free | support | None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -50,47 +55,52 @@ class ModelSpec:
         return dataclasses.replace(self, **changes)
 
 
-MODEL_KINDS: dict[str, Any] = {}
+MODEL_KINDS: Registry = Registry("model kind", nn.Module, "kind")
+register_model_kind = MODEL_KINDS.register
 
 
-def register_model_kind(name: str):
-    def deco(cls: Any) -> Any:
-        MODEL_KINDS[name] = cls
-        return cls
+def _kinds() -> Registry:
+    from .classifier import ClassifierModel
+    from .prompt_model import PromptModel
 
-    return deco
-
-
-def _kinds() -> dict[str, Any]:
-    if not MODEL_KINDS:
-        from .classifier import ClassifierModel
-        from .prompt_model import PromptModel
-
-        MODEL_KINDS.setdefault("prompt", PromptModel)
-        MODEL_KINDS.setdefault("classifier", ClassifierModel)
+    for cls in (PromptModel, ClassifierModel):  # the built-in kinds, whatever else was registered
+        MODEL_KINDS.setdefault(cls.kind, cls)
     return MODEL_KINDS
 
 
 def build_model(spec: ModelSpec | Mapping[str, Any], tokenizer: Any = None, mlm: nn.Module | None = None,
-                lm_source: str | None = None) -> nn.Module:
+                lm_source: str | None = None, **load_kwargs: Any) -> nn.Module:
     """The model a spec describes.
 
     ``tokenizer``/``mlm`` reuse an already loaded LM; ``lm_source`` loads the LM from another place
-    than ``spec.base_model`` (a saved artifact's ``lm/`` directory) while the spec keeps naming the base.
+    than ``spec.base_model`` (a saved artifact's ``lm/`` directory) while the spec keeps naming the base;
+    ``load_kwargs`` go to transformers' ``from_pretrained`` (``torch_dtype=...``).
     """
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.from_dict(spec)
-    kinds = _kinds()
-    if spec.kind not in kinds:
-        raise ValueError(f"unknown model kind {spec.kind!r}; known: {sorted(kinds)}")
-    return kinds[spec.kind].from_spec(spec, tokenizer=tokenizer, mlm=mlm, lm_source=lm_source)
+    return _kinds().get_class(spec.kind).from_spec(spec, tokenizer=tokenizer, mlm=mlm, lm_source=lm_source,
+                                                   **load_kwargs)
+
+
+def _verbalizer_config(c: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``verbalizer`` config; promptlearn 0.1's forms (label words as the value, ``verbalizer_options``)
+    are translated with a warning."""
+    v = c.get("verbalizer")
+    old = isinstance(v, str) or (isinstance(v, Mapping) and "type" not in v and "label_words" not in v)
+    if old or c.get("verbalizer_options") is not None:
+        warnings.warn("`verbalizer: <label words>` and `verbalizer_options` are now `verbalizer.label_words` and "
+                      "`verbalizer.<option>` (the verbalizer config group); translated for this run",
+                      FutureWarning, stacklevel=3)
+    cfg = {"label_words": v} if old else dict(v or {"label_words": None})
+    cfg.update(c.get("verbalizer_options") or {})
+    return cfg
 
 
 def spec_from_config(c: Mapping[str, Any], task: Any, strategy: Any) -> ModelSpec:
     """The spec of a CLI run: model, template and verbalizer from the config (task defaults), then the
     strategy's changes (soft tokens, prompt encoder, or a classifier instead of a prompt model)."""
     model_cfg = c.get("model") or {}
-    vcfg = dict(c.get("verbalizer") or {"label_words": None})  # no type: the registry's default type
+    vcfg = _verbalizer_config(c)
     if "label_words" in vcfg and vcfg["label_words"] is None:  # a verbalizer with label words: the task's by default
         vcfg["label_words"] = task.verbalizer
     spec = ModelSpec(
@@ -101,7 +111,5 @@ def spec_from_config(c: Mapping[str, Any], task: Any, strategy: Any) -> ModelSpe
                   "truncate": c.get("truncate", "tail"), "name": task.name},
         verbalizer=vcfg,
         labels=list(task.labels),
-        strategy=strategy.name,
-        calibration=(c.get("calibrate") or None) if c.get("calibrate") not in (False, "false", "none") else None,
     )
     return strategy.adapt_spec(spec, task)

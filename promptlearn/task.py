@@ -31,6 +31,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from pandas.errors import ParserWarning
 
+from .errors import PromptlearnError
 from .metrics import METRICS  # the one metric registry
 from .verbalizers import VerbalizerError
 from .verbalizers.manual import YAML_HINT as _YAML_HINT, check_label_words
@@ -55,7 +56,7 @@ _HUB_SOURCE_KEYS = frozenset({"path", "name", "splits", "revision"})
 _QUOTING = {"none": csv.QUOTE_NONE, "minimal": csv.QUOTE_MINIMAL}
 
 
-class TaskConfigError(ValueError):
+class TaskConfigError(PromptlearnError, ValueError):
     """A task YAML is malformed or inconsistent with its data files."""
 
 
@@ -317,14 +318,22 @@ def _read_split(spec: _TaskSpec, task_dir: Path, split: str, files: Any) -> data
         items = [(None, p) for p in _as_list(files)]
     parts, offset = [], 0
     for label, rel in items:
+        rel, options = (rel.get("path"), {k: v for k, v in rel.items() if k != "path"}) if isinstance(rel, Mapping) \
+            else (rel, {})
         path = _resolve(spec, task_dir, split, rel)
-        ds = _read_file(spec, path)
+        ds = _read_file(spec, path, options)
         n_rows = len(ds)
         if "idx" in ds.column_names:  # e.g. SuperGLUE jsonl: replaced by the row position
             ds = ds.remove_columns("idx")
         ds = ds.add_column("idx", np.arange(offset, offset + n_rows, dtype=np.int64))
-        if spec.format in ("lines", "regex") and spec.cfg.get("skip_blank", False):
-            ds = ds.filter(_is_not_blank, input_columns="text")
+        if spec.format in ("lines", "regex"):
+            n_blank = n_rows - sum(1 for t in ds["text"][:] if _is_not_blank(t))
+            if n_blank and spec.cfg.get("skip_blank", True):
+                ds = ds.filter(_is_not_blank, input_columns="text")
+                logger.info("Task '%s': %s: dropped %d blank line(s) (skip_blank: true)", spec.name, path, n_blank)
+            elif n_blank:
+                warnings.warn(f"Task '{spec.name}': {path} has {n_blank} blank line(s), kept as empty examples "
+                              "because the task sets skip_blank: false", stacklevel=2)
         if spec.format == "regex":
             ds = ds.map(
                 _match_lines,
@@ -351,14 +360,28 @@ def _resolve(spec: _TaskSpec, task_dir: Path, split: str, rel: Any) -> Path:
     return path
 
 
-def _read_file(spec: _TaskSpec, path: Path) -> datasets.Dataset:
-    """Read one file with ``datasets`` (csv / json / text builder, results cached by datasets)."""
+def _read_file(spec: _TaskSpec, path: Path, options: Mapping[str, Any] | None = None) -> datasets.Dataset:
+    """Read one file with ``datasets`` (csv / json / text builder, results cached by datasets).
+
+    ``options``: per-file CSV options (``header``, ``columns``, ``delimiter``, ``quoting``) given as
+    ``files: {train: {path: train.csv, header: true}, test: {path: test.csv, header: false, columns: [...]}}``.
+    """
     load = functools.partial(datasets.load_dataset, data_files=str(path), split="train")
+    unknown = set(options or {}) - {"header", "columns", "delimiter", "quoting"}
+    if unknown:
+        raise TaskConfigError(f"Task '{spec.name}': file {path.name}: unknown per-file option(s) {sorted(unknown)}; "
+                              "fix: use path, header, columns, delimiter or quoting")
+    with open(path, "rb") as f:
+        empty = not f.read(65536).strip()
+    if empty:
+        raise TaskConfigError(f"Task '{spec.name}': {path} is empty; fix: point files: at the file with the data")
     try:
         if spec.format in ("tsv", "csv"):
+            kwargs = _csv_kwargs(spec, path, options or {})
+            _check_rows(spec, path, kwargs)
             with warnings.catch_warnings():  # a row longer than the header is an error, not a silent shift
                 warnings.simplefilter("error", ParserWarning)
-                return load("csv", **_csv_kwargs(spec, path))
+                return load("csv", **kwargs)
         if spec.format == "jsonl":
             return load("json", encoding=spec.encoding)
         return load("text", encoding=spec.encoding)  # lines / regex / parallel: one row per line
@@ -372,8 +395,27 @@ def _read_file(spec: _TaskSpec, path: Path) -> datasets.Dataset:
         ) from err
 
 
-def _csv_kwargs(spec: _TaskSpec, path: Path) -> dict[str, Any]:
-    cfg = spec.cfg
+def _check_rows(spec: _TaskSpec, path: Path, kwargs: Mapping[str, Any]) -> None:
+    """Every data row has as many cells as there are columns, and there is at least one data row."""
+    n_cols, n_rows = len(kwargs["names"]), 0
+    with open(path, encoding=spec.encoding, newline="") as f:
+        reader = csv.reader(f, delimiter=kwargs["sep"], quoting=kwargs["quoting"])
+        for i, row in enumerate(reader):
+            if i == 0 and kwargs["header"] == 0 or not row:  # the header; blank lines are skipped
+                continue
+            n_rows += 1
+            if len(row) < n_cols:
+                raise TaskConfigError(
+                    f"Task '{spec.name}': {path}, line {reader.line_num}: {len(row)} cell(s) where there are {n_cols} "
+                    f"columns {kwargs['names']}: {row!r}; fix: complete the row (or quote a cell that contains "
+                    f"the delimiter {kwargs['sep']!r})")
+    if n_rows == 0:
+        raise TaskConfigError(f"Task '{spec.name}': {path} has {'a header but ' if kwargs['header'] == 0 else ''}"
+                              f"no data rows; fix: point files: at the file with the data")
+
+
+def _csv_kwargs(spec: _TaskSpec, path: Path, options: Mapping[str, Any]) -> dict[str, Any]:
+    cfg = {**spec.cfg, **options}
     delimiter = str(cfg.get("delimiter", "\t" if spec.format == "tsv" else ","))
     quoting_name = str(cfg.get("quoting", "none" if spec.format == "tsv" else "minimal"))
     if quoting_name not in _QUOTING:

@@ -30,6 +30,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from .errors import PromptlearnError
+
 __all__ = ["Template", "TemplateError", "Piece", "SoftSpec", "resolve_prefix_space", "is_space_sensitive"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -37,7 +39,7 @@ _FIELD_MODIFIERS = {"shortenable", "lower", "upper", "nopunct"}
 _RESERVED = {"mask", "sep", "soft"}
 
 
-class TemplateError(ValueError):
+class TemplateError(PromptlearnError, ValueError):
     """A template that cannot be parsed or cannot encode an example."""
 
 

@@ -16,6 +16,7 @@ import csv
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .errors import ConfigError, PromptlearnError
 from .data import Batches, encode_dataset
 from .inference import predict_scores
 from .metrics import compute_metrics
@@ -35,7 +37,7 @@ __all__ = ["train", "build_optimizer", "enable_activation_checkpointing", "count
 CHECKPOINT = "checkpoint.pt"
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(PromptlearnError, RuntimeError):
     """The training loss became NaN or infinite."""
 
 
@@ -130,15 +132,20 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     strategy = get_strategy(strategy)
     s = strategy.cfg
     if few is None or len(few.train) == 0:
-        raise ValueError(f"strategy {strategy.name!r} needs training data: set strategy.k_shot > 0")
+        raise ConfigError(f"strategy {strategy.name!r} needs training data: set strategy.k_shot > 0")
     seed = int(cfg.get("seed", 42))
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = out / CHECKPOINT if out is not None else None
 
     # --- what trains, and how fast (the strategy decides)
     groups = strategy.configure(model)
-    model.strategy = strategy.name  # the spec records which strategy produced these weights
-    if s.get("gradient_checkpointing"):
+    lrs = strategy.learning_rates()
+    idle = [g for g, ps in groups.items() if ps and lrs[g] == 0]
+    if idle:
+        warnings.warn(f"strategy {strategy.name!r} trains the {idle} parameters at learning rate 0: they will not "
+                      f"change; set strategy.{'lr' if idle[0] == 'lm' else idle[0] + '_lr'}=...")
+    model.mark_trained(strategy.name, [g for g, ps in groups.items() if ps])  # recorded in the spec
+    if s["gradient_checkpointing"]:
         enable_activation_checkpointing(getattr(model, "mlm", model))
     trainable, total = count_parameters(model)
     sizes = ", ".join(f"{g} {sum(p.numel() for p in ps):,}" for g, ps in groups.items() if ps)
@@ -152,19 +159,17 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     pad_id = template.tokenizer.pad_token_id
     train_enc = encode_dataset(few.train, template, desc="tokenising train")
     dev_enc = encode_dataset(few.dev, template, desc="tokenising dev")
-    batches = Batches(train_enc, int(s.get("batch_size", 8)), pad_id, order="shuffle", seed=seed)
-    dev_batches = Batches(dev_enc, int(cfg.get("eval_batch_size", 32)), pad_id, order="length")
+    batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed)
+    dev_batches = Batches(dev_enc, int(cfg.get("eval_batch_size", 32)), pad_id, order="length", draw_base_seed=True)
     dev_labels = dev_enc["label"][:]
 
     # --- optimisation
-    accum = int(s.get("grad_accum", 1))
-    max_steps = int(s.get("max_steps", 1000))
-    eval_every = int(s.get("eval_every", 100))
-    warmup = int(s.get("warmup_steps", 0)) or int(float(s.get("warmup_ratio", 0.0)) * max_steps)
-    clip = float(s.get("max_grad_norm", 1.0))
-    opt = build_optimizer(model, groups, strategy.learning_rates(), float(s.get("weight_decay", 0.0)))
+    accum, max_steps, eval_every = int(s["grad_accum"]), int(s["max_steps"]), int(s["eval_every"])
+    warmup = int(s.get("warmup_steps") or 0) or int(float(s["warmup_ratio"]) * max_steps)
+    clip = float(s["max_grad_norm"])
+    opt = build_optimizer(model, groups, lrs, float(s["weight_decay"]))
     sched = _linear_schedule(opt, warmup, max_steps)
-    amp_ctx, scaler = _autocast(device, s.get("amp", "auto"))
+    amp_ctx, scaler = _autocast(device, s["amp"])
     params = [p for g in opt.param_groups for p in g["params"]]
 
     # --- state (fresh, or from the checkpoint)
@@ -215,7 +220,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
                     if not torch.isfinite(loss):
                         raise NonFiniteLossError(
                             f"loss is {loss.item()} at step {step + 1} (strategy {strategy.name}, learning rates "
-                            f"{strategy.learning_rates()}); the run is stopped instead of training on garbage. "
+                            f"{ {g: lr for g, lr in lrs.items() if groups[g]} }); the run is stopped instead of training on garbage. "
                             f"Lower the learning rate (strategy.lr / strategy.prompt_lr).")
                     (scaler.scale(loss) if scaler else loss).backward()
                     loss_sum += loss.item()
@@ -266,15 +271,18 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     return {"steps": step, "best_step": best_step, "best_dev": best, "dev_metric": main_metric,
             "trainable_params": trainable, "total_params": total,
             "group_params": {g: sum(p.numel() for p in ps) for g, ps in groups.items()},
-            "learning_rates": {g: lr for g, lr in strategy.learning_rates().items() if groups[g]},
+            "learning_rates": {g: lr for g, lr in lrs.items() if groups[g]},
             "train_examples": len(few.train), "dev_examples": len(few.dev),
             "train_s": round(time.perf_counter() - t0, 2), "log": history}
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the log through a temporary file (an interrupted write never leaves half a log)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    tmp.replace(path)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from promptlearn.data import PromptCollator
+from promptlearn.errors import ConfigError
 from promptlearn.prompt_model import PromptModel
 from promptlearn.strategies import get_strategy
 from promptlearn.soft_prompt import (DeepPrompt, DeepPromptUnsupported, ReparamPrompt, SoftPrompt,
@@ -75,7 +76,7 @@ def test_factory_options_and_errors(tokenizers):
     spec = Template("{soft*3} {text_a} {mask}", tok).soft_spec
     with pytest.raises(ValueError, match="unknown prompt encoder"):
         build_soft_prompt(spec, mlm, "gru")
-    with pytest.raises(TypeError, match="num_prefix"):
+    with pytest.raises(ConfigError, match="num_prefix"):
         build_soft_prompt(spec, mlm, "lstm", num_prefix=4)
     with pytest.raises(ValueError, match="needs \\{soft\\} tokens"):
         build_soft_prompt(Template("{text_a} {mask}", tok).soft_spec, mlm, "mlp")

@@ -100,15 +100,11 @@ def run_workload(args) -> dict:
     else:
         from promptlearn.strategies import get_strategy
 
-        strategy = get_strategy("fixed_lm" if w == "train_fixed_lm" else "fixed_prompt")  # its loss
+        strategy = get_strategy("fixed_lm" if w == "train_fixed_lm" else "fixed_prompt")
+        params = [p for ps in strategy.configure(model).values() for p in ps]  # what the strategy trains
         model.train()
         if w == "train_fixed_lm":
-            for p in mlm.parameters():
-                p.requires_grad_(False)
-            mlm.eval()
-            params = list(model.soft_prompt.parameters())
-        else:
-            params = list(mlm.parameters())
+            mlm.eval()  # a frozen LM stays in eval mode, as the trainer keeps it
         opt = torch.optim.AdamW(params, lr=1e-5)
 
         def step(b):

@@ -15,43 +15,62 @@ finetune        lm (incl. the fresh head)                   classic [CLS] head f
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
 
+from ..registry import Registry
 from .base import GROUPS, Strategy, parameter_groups
 
-__all__ = ["Strategy", "STRATEGIES", "register_strategy", "get_strategy", "GROUPS", "parameter_groups"]
+__all__ = ["Strategy", "STRATEGIES", "register_strategy", "get_strategy", "strategy_defaults", "GROUPS",
+           "parameter_groups"]
 
-STRATEGIES: dict[str, type[Strategy]] = {}
+STRATEGIES: Registry = Registry("strategy", Strategy, "name")
+register_strategy = STRATEGIES.register  # class decorator: @register_strategy("name")
 
 
-def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
-    """Class decorator: make a :class:`Strategy` subclass available as ``strategy.name: name``."""
+DEFAULT_STRATEGY = "tuning_free"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
-    def deco(cls: type[Strategy]) -> type[Strategy]:
-        if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-            raise TypeError(f"@register_strategy({name!r}) needs a Strategy subclass, got {cls!r}")
-        if name in STRATEGIES and STRATEGIES[name] is not cls:
-            raise ValueError(f"a strategy {name!r} is already registered ({STRATEGIES[name].__module__})")
-        cls.name = name
-        STRATEGIES[name] = cls
-        return cls
 
-    return deco
+def strategy_defaults(name: str) -> dict[str, Any]:
+    """The defaults of strategy ``name``: ``conf/shared/train.yaml`` updated by ``conf/strategy/<name>.yaml``.
+
+    The same values the CLI composes, so a strategy made in Python from a name (``get_strategy("fixed_lm")``)
+    trains with the same hyperparameters as ``strategy=fixed_lm`` on the command line.
+    """
+    from omegaconf import OmegaConf
+
+    out: dict[str, Any] = {}
+    for path in (CONF_DIR / "shared" / "train.yaml", CONF_DIR / "strategy" / f"{name}.yaml"):
+        if path.is_file():
+            d = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+            d.pop("defaults", None)
+            out.update(d)
+    return out
+
+
+def _migrate(cfg: dict[str, Any]) -> dict[str, Any]:
+    """promptlearn 0.1 strategy keys ``train_lm`` / ``train_prompt`` -> ``trains``."""
+    if "train_lm" not in cfg and "train_prompt" not in cfg:
+        return cfg
+    warnings.warn("strategy keys train_lm / train_prompt are replaced by `trains` (e.g. trains=[lm, prompt]); "
+                  "translated for this run", FutureWarning, stacklevel=3)
+    cfg = dict(cfg)
+    lm, prompt = bool(cfg.pop("train_lm", False)), bool(cfg.pop("train_prompt", True))
+    cfg.setdefault("trains", [g for g, on in (("lm", lm), ("prompt", prompt)) if on])
+    return cfg
 
 
 def get_strategy(cfg: Mapping[str, Any] | Strategy | str | None) -> Strategy:
-    """A :class:`Strategy` from its config mapping (``name`` + options), a name, or a Strategy (returned as is)."""
+    """A :class:`Strategy` from its config (``name`` + options, over the strategy's defaults), a name, or a
+    Strategy (returned as is)."""
     if isinstance(cfg, Strategy):
         return cfg
-    if cfg is None:
-        cfg = {"name": "tuning_free"}
-    elif isinstance(cfg, str):
-        cfg = {"name": cfg}
-    name = str(cfg.get("name") or "tuning_free")
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; registered: {sorted(STRATEGIES)} "
-                         "(a plugin module that registers it can be loaded with plugins=[module])")
-    return STRATEGIES[name](cfg)
+    cfg = {"name": cfg or DEFAULT_STRATEGY} if cfg is None or isinstance(cfg, str) else dict(cfg)
+    name = str(cfg.get("name") or DEFAULT_STRATEGY)
+    cls = STRATEGIES.get_class(name)
+    return cls({**strategy_defaults(name), **_migrate(cfg), "name": name})
 
 
 from .finetune import Finetune  # noqa: E402
@@ -60,6 +79,6 @@ from .fixed_prompt import FixedPrompt  # noqa: E402
 from .prompt_lm import PromptLM  # noqa: E402
 from .tuning_free import TuningFree  # noqa: E402
 
-for _name, _cls in (("tuning_free", TuningFree), ("fixed_lm", FixedLM), ("fixed_prompt", FixedPrompt),
+for _name, _cls in ((DEFAULT_STRATEGY, TuningFree), ("fixed_lm", FixedLM), ("fixed_prompt", FixedPrompt),
                     ("prompt_lm", PromptLM), ("finetune", Finetune)):
     register_strategy(_name)(_cls)

@@ -11,7 +11,9 @@ questions, each in one overridable method:
                             weights), ``prompt`` (soft tokens / prompt encoder / deep prefixes),
                             ``verbalizer`` (a verbalizer's parameters, e.g. a soft head) and
                             ``adapter`` (PEFT adapters such as LoRA) -- each with its learning rate
-                            (``lr``, ``prompt_lr``, ``verbalizer_lr``, ``adapter_lr``);
+                            (``lr``; ``prompt_lr``, default ``lr``; ``verbalizer_lr``, default
+                            ``prompt_lr``; ``adapter_lr``, default ``lr``, or ``prompt_lr`` when
+                            ``lr`` is 0);
 ``compute_loss(model, batch)``  the training loss (cross-entropy over the class scores by default;
                             distillation or an auxiliary MLM loss are other ``compute_loss``\\ es,
                             not forks of the model).
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import adapter_parameter_ids
+from ..errors import ConfigError
 
 __all__ = ["Strategy", "GROUPS", "parameter_groups"]
 
@@ -82,7 +85,7 @@ class Strategy:
         if trains is not None:  # a config may override the class's groups: strategy.trains=[prompt,verbalizer]
             bad = [g for g in trains if g not in GROUPS]
             if bad:
-                raise ValueError(f"strategy {self.name!r}: unknown parameter group(s) {bad}; groups are {list(GROUPS)}")
+                raise ConfigError(f"strategy {self.name!r}: unknown parameter group(s) {bad}; groups are {list(GROUPS)}")
             self.trains = tuple(trains)
 
     def __repr__(self) -> str:
@@ -92,11 +95,6 @@ class Strategy:
     @property
     def needs_training(self) -> bool:
         return bool(self.trains)
-
-    @property
-    def trains_lm(self) -> bool:
-        """Whether the LM's own weights change (then a saved model stores the LM)."""
-        return "lm" in self.trains
 
     @property
     def k_shot(self) -> int:
@@ -113,11 +111,6 @@ class Strategy:
         return spec.replace(template={**spec.template, "text": text},
                             soft_prompt=dict(encoder) if encoder else spec.soft_prompt)
 
-    def build(self, spec: Any, tokenizer: Any = None, mlm: nn.Module | None = None) -> nn.Module:
-        from ..spec import build_model
-
-        return build_model(spec, tokenizer=tokenizer, mlm=mlm)
-
     # ------------------------------------------------------------------ what trains, how fast
     def learning_rates(self) -> dict[str, float]:
         c = self.cfg
@@ -125,7 +118,8 @@ class Strategy:
         prompt = float(c["prompt_lr"]) if c.get("prompt_lr") is not None else lr
         return {"lm": lr, "prompt": prompt,
                 "verbalizer": float(c["verbalizer_lr"]) if c.get("verbalizer_lr") is not None else prompt,
-                "adapter": float(c["adapter_lr"]) if c.get("adapter_lr") is not None else lr}
+                # adapters tune the LM in its place: the LM's rate, or the prompt's where the LM is frozen (lr 0)
+                "adapter": float(c["adapter_lr"]) if c.get("adapter_lr") is not None else (lr or prompt)}
 
     def configure(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         """Set ``requires_grad`` by ``trains``; returns the training groups (empty lists for frozen ones)."""
@@ -142,7 +136,7 @@ class Strategy:
                 p.requires_grad_(on)
             out[g] = groups[g] if on else []
         if not any(out.values()):
-            raise ValueError(f"strategy {self.name!r} trains nothing: it trains {list(self.trains)} and the model has "
+            raise ConfigError(f"strategy {self.name!r} trains nothing: it trains {list(self.trains)} and the model has "
                              "no such parameters; add {soft} tokens (strategy.soft_prefix=N or template=...), "
                              "a verbalizer with parameters, or choose a strategy that trains the LM")
         return out

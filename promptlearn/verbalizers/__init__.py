@@ -16,48 +16,41 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+from ..registry import Registry
 from .base import LABEL_LOGITS, MASK_HIDDEN, BaseVerbalizer, VerbalizerError
 
 __all__ = ["BaseVerbalizer", "VerbalizerError", "VERBALIZERS", "register_verbalizer", "get_verbalizer_class",
-           "build_verbalizer", "ManualVerbalizer", "Verbalizer", "parse_label_words", "LABEL_LOGITS", "MASK_HIDDEN"]
+           "build_verbalizer", "DEFAULT_TYPE", "ManualVerbalizer", "Verbalizer", "parse_label_words", "LABEL_LOGITS", "MASK_HIDDEN"]
 
-VERBALIZERS: dict[str, type[BaseVerbalizer]] = {}
+VERBALIZERS: Registry = Registry("verbalizer type", BaseVerbalizer, "type", error=VerbalizerError)
+DEFAULT_TYPE = "manual"  # a verbalizer config without `type`
 
 
 def register_verbalizer(name: str) -> Callable[[type[BaseVerbalizer]], type[BaseVerbalizer]]:
     """Class decorator: make a :class:`BaseVerbalizer` subclass available as ``type: name``."""
 
     def deco(cls: type[BaseVerbalizer]) -> type[BaseVerbalizer]:
-        if not (isinstance(cls, type) and issubclass(cls, BaseVerbalizer)):
-            raise TypeError(f"@register_verbalizer({name!r}) needs a BaseVerbalizer subclass, got {cls!r}")
-        if cls.input not in (LABEL_LOGITS, MASK_HIDDEN):
-            raise TypeError(f"verbalizer {name!r}: input must be {LABEL_LOGITS!r} or {MASK_HIDDEN!r}, got {cls.input!r}")
-        if name in VERBALIZERS and VERBALIZERS[name] is not cls:
-            raise ValueError(f"a verbalizer type {name!r} is already registered ({VERBALIZERS[name].__module__})")
-        cls.type = name
-        VERBALIZERS[name] = cls
-        return cls
+        if getattr(cls, "input", None) not in (LABEL_LOGITS, MASK_HIDDEN):
+            raise TypeError(f"verbalizer {name!r}: input must be {LABEL_LOGITS!r} or {MASK_HIDDEN!r}, "
+                            f"got {getattr(cls, 'input', None)!r}")
+        return VERBALIZERS.register(name)(cls)
 
     return deco
 
 
-def get_verbalizer_class(name: str) -> type[BaseVerbalizer]:
-    try:
-        return VERBALIZERS[name]
-    except KeyError:
-        raise VerbalizerError(f"unknown verbalizer type {name!r}; registered: {sorted(VERBALIZERS)} "
-                              "(a plugin module that registers it can be loaded with plugins=[module])") from None
+def get_verbalizer_class(name: str | None) -> type[BaseVerbalizer]:
+    return VERBALIZERS.get_class(name or DEFAULT_TYPE)
 
 
 def build_verbalizer(cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                      template: Any = None, name: str | None = None, mlm: Any = None) -> BaseVerbalizer:
     """Build the verbalizer ``cfg["type"]`` (default ``manual``) from its config (``mlm``: the masked LM)."""
     cfg = dict(cfg)
-    cls = get_verbalizer_class(str(cfg.get("type") or "manual"))
+    cls = get_verbalizer_class(cfg.get("type"))
     return cls.from_config(cfg, tokenizer, labels=labels, template=template, name=name, mlm=mlm)
 
 
 from .manual import ManualVerbalizer, parse_label_words  # noqa: E402 - registers itself below
 
-register_verbalizer("manual")(ManualVerbalizer)
+register_verbalizer(DEFAULT_TYPE)(ManualVerbalizer)
 Verbalizer = ManualVerbalizer  # the default type, under its familiar name

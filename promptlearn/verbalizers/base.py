@@ -37,13 +37,15 @@ from typing import Any, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..errors import PromptlearnError
+
 __all__ = ["BaseVerbalizer", "VerbalizerError", "LABEL_LOGITS", "MASK_HIDDEN"]
 
 LABEL_LOGITS = "label_logits"
 MASK_HIDDEN = "mask_hidden"
 
 
-class VerbalizerError(ValueError):
+class VerbalizerError(PromptlearnError, ValueError):
     """Label words or options that cannot be used with the given tokenizer or labels."""
 
 
@@ -52,6 +54,9 @@ class BaseVerbalizer(nn.Module):
 
     type: ClassVar[str] = ""  # set by @register_verbalizer
     input: ClassVar[str] = LABEL_LOGITS
+    #: from_config needs the masked LM (to size or initialise itself); False lets the builder make the
+    #: verbalizer -- and so check its label words -- before the LM's weights are loaded
+    needs_model: ClassVar[bool] = True
 
     def __init__(self, labels: Sequence[str], name: str | None = None):
         super().__init__()
@@ -59,6 +64,7 @@ class BaseVerbalizer(nn.Module):
         self.name = name
         # log prior over the units (empty = not calibrated); persistent, so it is saved with the model
         self.register_buffer("calibration", torch.zeros(0))
+        self.calibration_mode: str | None = None  # how the prior was measured (content_free, support, ...)
 
     # ------------------------------------------------------------------ contract
     @property
@@ -87,8 +93,11 @@ class BaseVerbalizer(nn.Module):
         initialise themselves from it (a soft head from the label words' output-embedding rows)."""
         raise NotImplementedError
 
-    def bind(self, template: Any) -> None:
-        """Called by PromptModel with its template (e.g. to tokenise label words as they follow the mask)."""
+    def bind(self, template: Any) -> "BaseVerbalizer":
+        """The verbalizer to use with ``template``: ``self``, or an adapted copy (never a changed ``self``).
+
+        PromptModel calls it (e.g. label words are tokenised as they follow the template's mask)."""
+        return self
 
     def describe(self) -> str:
         return f"verbalizer {self.type} over classes {self.labels}"
@@ -106,19 +115,21 @@ class BaseVerbalizer(nn.Module):
         return self.calibration.numel() > 0
 
     @torch.no_grad()
-    def calibrate(self, inputs: torch.Tensor) -> None:
+    def calibrate(self, inputs: torch.Tensor, mode: str | None = "custom") -> None:
         """Set the prior from the verbalizer inputs of content-free or support examples (``[N, ...]``).
 
         The prior is the mean probability of each unit over the N inputs; scoring then divides by it
-        and renormalises (in log space), so the inputs' average prediction becomes uniform.
+        and renormalises (in log space).  ``mode`` records how the inputs were chosen (it goes into the spec).
         """
         logp = self.normalize(self.project(inputs))
         logp = logp.reshape(-1, logp.shape[-1])
         self.calibration = (torch.logsumexp(logp, 0) - torch.log(torch.tensor(float(logp.shape[0])))).to(
             self.calibration.device)
+        self.calibration_mode = mode
 
     def reset_calibration(self) -> None:
         self.calibration = self.calibration.new_zeros(0)
+        self.calibration_mode = None
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         key = prefix + "calibration"

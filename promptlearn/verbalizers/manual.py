@@ -23,6 +23,7 @@ With one single-token word per class the prediction is the argmax of the raw lab
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -91,11 +92,18 @@ def parse_label_words(spec: Any, labels: Sequence[str] | None = None) -> dict[st
 
 
 class ManualVerbalizer(BaseVerbalizer):
-    """Maps classes to label words and mask-position label-token logits to class scores."""
+    """Maps classes to label words and mask-position label-token logits to class scores.
+
+    Refused at construction, each with the fix: a word the tokenizer maps to ``[UNK]``, a word that
+    splits into more than ``max_subtokens`` (3) sub-tokens (``xqzvbn`` -> ``x ##q ##z ##v ##b ##n``),
+    and a word shared by two classes (their scores would tie) unless ``allow_shared=True``.
+    """
+
+    needs_model = False  # built from the tokenizer alone: label words are checked before the LM loads
 
     def __init__(self, label_words: Any, tokenizer: Any, labels: Sequence[str] | None = None,
                  aggregation: str = "mean", multi_token: str = "mean", prefix_space: bool | str = "auto",
-                 name: str | None = None, template: Any = None):
+                 name: str | None = None, template: Any = None, max_subtokens: int = 3, allow_shared: bool = False):
         if aggregation not in _AGGREGATIONS:
             raise VerbalizerError(f"aggregation must be one of {_AGGREGATIONS}, got {aggregation!r}")
         if multi_token not in _MULTI_TOKEN:
@@ -105,6 +113,8 @@ class ManualVerbalizer(BaseVerbalizer):
         self.label_words: dict[str, list[str]] = mapping
         self.aggregation = aggregation
         self.multi_token = multi_token
+        self.max_subtokens = int(max_subtokens)
+        self.allow_shared = bool(allow_shared)
         self.prefix_space_option = prefix_space
         self._tokenizer = tokenizer
         self._tokenizer_name = type(tokenizer).__name__
@@ -127,6 +137,12 @@ class ManualVerbalizer(BaseVerbalizer):
                     raise VerbalizerError(
                         f"label word {w!r} of class {cls!r} is unknown to {self._tokenizer_name}: it splits into "
                         f"{pieces}; fix: choose a word in the vocabulary")
+                if len(ids) > self.max_subtokens:
+                    raise VerbalizerError(
+                        f"label word {w!r} of class {cls!r} splits into {len(ids)} sub-tokens {pieces} for "
+                        f"{self._tokenizer_name}, more than max_subtokens={self.max_subtokens}: it is probably not a "
+                        f"word this model knows; fix: choose another word, or allow it with "
+                        f"verbalizer.max_subtokens={len(ids)}")
                 if len(ids) > 1 and self.multi_token == "error":
                     raise VerbalizerError(
                         f"label word {w!r} of class {cls!r} is {len(ids)} sub-tokens {pieces} for "
@@ -134,6 +150,15 @@ class ManualVerbalizer(BaseVerbalizer):
                 words_ids.append(ids)
                 word_class.append(c)
                 self.splits.append((cls, w, pieces))
+        if not self.allow_shared:
+            owner: dict[tuple[int, ...], tuple[str, str]] = {}
+            for (cls, w, _), ids in zip(self.splits, words_ids):
+                other = owner.setdefault(tuple(ids), (cls, w))
+                if other[0] != cls:
+                    raise VerbalizerError(
+                        f"label word {w!r} of class {cls!r} is also a label word of class {other[0]!r} ({other[1]!r}): "
+                        f"the two classes would share its score; fix: give each class its own words, or allow it "
+                        f"with verbalizer.allow_shared=true")
         tokens = sorted({t for ids in words_ids for t in ids})
         pos = {t: i for i, t in enumerate(tokens)}
         max_sub = max(len(ids) for ids in words_ids)
@@ -156,29 +181,33 @@ class ManualVerbalizer(BaseVerbalizer):
                             ("sub_mask", sub_mask), ("word_idx", word_idx), ("word_mask", word_mask)):
             self.register_buffer(name, value.to(device), persistent=False)
 
-    def bind(self, template: Any) -> None:
-        """Re-tokenise the label words if ``prefix_space="auto"`` resolves differently for ``template``."""
+    def bind(self, template: Any) -> "ManualVerbalizer":
+        """``self``, or a copy re-tokenised for ``template`` if ``prefix_space="auto"`` resolves differently there."""
         wanted = resolve_prefix_space(self.prefix_space_option, self._tokenizer, template)
         if wanted == self.prefix_space:
-            return
+            return self
         if self.calibrated:
             raise VerbalizerError(f"verbalizer {self.name!r} was calibrated with prefix_space={self.prefix_space} "
                                   f"but template {template.text!r} needs {wanted}; calibrate after building the model")
-        self._tokenize(wanted)
+        other = copy.deepcopy(self)
+        other._tokenize(wanted)
+        return other
 
     # ------------------------------------------------------------------ config / reporting
     def config(self) -> dict[str, Any]:
         return {"type": self.type, "label_words": self.label_words, "labels": self.labels,
-                "aggregation": self.aggregation, "multi_token": self.multi_token, "prefix_space": self.prefix_space}
+                "aggregation": self.aggregation, "multi_token": self.multi_token, "prefix_space": self.prefix_space,
+                "max_subtokens": self.max_subtokens, "allow_shared": self.allow_shared}
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                     template: Any = None, name: str | None = None, mlm: Any = None) -> "ManualVerbalizer":
         opts = {k: v for k, v in cfg.items() if k not in ("type", "label_words", "labels")}
-        unknown = set(opts) - {"aggregation", "multi_token", "prefix_space"}
+        known = {"aggregation", "multi_token", "prefix_space", "max_subtokens", "allow_shared"}
+        unknown = set(opts) - known
         if unknown:
-            raise VerbalizerError(f"the manual verbalizer takes label_words, aggregation, multi_token and "
-                                  f"prefix_space, not {sorted(unknown)}")
+            raise VerbalizerError(f"verbalizer options {sorted(unknown)} are unknown to the {cls.type} verbalizer; "
+                                  f"fix: use label_words and {sorted(known)}")
         if cfg.get("label_words") is None:
             raise VerbalizerError("the manual verbalizer needs label_words (class -> word or list of words)")
         return cls(cfg["label_words"], tokenizer, labels=labels or cfg.get("labels"), name=name, template=template,
@@ -229,7 +258,3 @@ class ManualVerbalizer(BaseVerbalizer):
         if self.aggregation == "logsumexp":
             return torch.logsumexp(cls.masked_fill(~self.word_mask, float("-inf")), -1)
         return (cls * self.word_mask).sum(-1) / self.word_mask.sum(-1)
-
-    def process(self, token_logits: torch.Tensor) -> torch.Tensor:
-        """Label-token logits ``[B, T]`` -> class log-scores ``[B, C]`` (same as calling the module)."""
-        return self(token_logits)

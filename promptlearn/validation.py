@@ -1,0 +1,205 @@
+"""Checking a run's configuration before anything heavy is loaded.
+
+:func:`check_config` runs first: the type, range or choice of every option (the schema below,
+one line per option), the strategy's name, and the device against what this torch build offers.
+:func:`check_against_task` runs once the task's data is read (before the model is loaded): the
+template's fields against the task's fields, ``eval_split`` / ``score_splits`` against the task's
+splits, and K against the smallest class of the pool.  Label words are checked against the
+tokenizer when the verbalizer is built, which :meth:`promptlearn.PromptModel.from_spec` does before
+it loads the model's weights.
+
+Every failure is a :class:`~promptlearn.errors.ConfigError` that names the option, what is wrong
+and a value that works.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["Opt", "TOP_LEVEL", "STRATEGY", "check_config", "check_against_task"]
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option: its type (``int``, ``float``, ``bool``, ``str``, ``list``, ``dict``), range or choices."""
+
+    key: str
+    type: type
+    example: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+
+    def check(self, value: Any, prefix: str = "") -> None:
+        name = prefix + self.key
+        fix = f"fix: {self.example}"
+        if value is None:
+            if self.nullable:
+                return
+            raise ConfigError(f"{name} is not set; {fix}")
+        if self.choices is not None:
+            if value not in self.choices:
+                shown = "|".join("false" if c is False else "true" if c is True else str(c) for c in self.choices)
+                raise ConfigError(f"{name}={_show(value)} is not one of {shown}; {fix}")
+            return
+        ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str),
+              list: lambda v: isinstance(v, (list, tuple)), dict: lambda v: isinstance(v, Mapping)}[self.type](value)
+        if not ok:
+            kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
+                    dict: "a mapping"}[self.type]
+            raise ConfigError(f"{name}={_show(value)} is not {kind}; {fix}")
+        if self.min is not None and value < self.min:
+            raise ConfigError(f"{name}={_show(value)} is below its minimum {_num(self.min)}; {fix}")
+        if self.max is not None and value > self.max:
+            raise ConfigError(f"{name}={_show(value)} is above its maximum {_num(self.max)}; {fix}")
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+TOP_LEVEL: tuple[Opt, ...] = (
+    Opt("seed", int, "seed=13", min=0),
+    Opt("limit", int, "limit=100 (the first 100 examples), or leave it out for the whole split", min=1, nullable=True),
+    Opt("eval_batch_size", int, "eval_batch_size=32", min=1),
+    Opt("max_length", int, "max_length=128, or leave it out for the task's", min=4, nullable=True),
+    Opt("truncate", str, "truncate=tail", choices=("tail", "head")),
+    Opt("calibrate", str, "calibrate=content_free (or support, or false)", choices=(False, "content_free", "support")),
+    Opt("calibrate_size", int, "calibrate_size=200", min=1),
+    Opt("threads", int, "threads=2", min=1, nullable=True),
+    Opt("device", str, "device=auto (or cpu, cuda, cuda:1)"),
+    Opt("eval_split", str, "eval_split=test"),
+    Opt("score_splits", list, "score_splits=[unlabeled,few_dev]"),
+    Opt("plugins", list, "plugins=[my_module]"),
+    Opt("template", str, "template=\"{text_a} It was {mask}.\"", nullable=True),
+    Opt("data_root", str, "data_root=/path/to/data", nullable=True),
+    *(Opt(k, bool, f"{k}=true") for k in ("progress", "save_model", "materialize_prompt", "resume",
+                                           "keep_checkpoint", "debug", "rerun")),
+)
+
+STRATEGY: tuple[Opt, ...] = (
+    Opt("name", str, "strategy=fixed_prompt"),
+    Opt("k_shot", int, "strategy.k_shot=16", min=0),
+    Opt("lr", float, "strategy.lr=1e-5", min=0),
+    *(Opt(k, float, f"strategy.{k}=1e-3", min=0, nullable=True) for k in ("prompt_lr", "verbalizer_lr", "adapter_lr")),
+    Opt("batch_size", int, "strategy.batch_size=8", min=1),
+    Opt("grad_accum", int, "strategy.grad_accum=1", min=1),
+    Opt("max_steps", int, "strategy.max_steps=1000", min=1),
+    Opt("eval_every", int, "strategy.eval_every=100", min=1),
+    Opt("warmup_ratio", float, "strategy.warmup_ratio=0.1", min=0, max=1),
+    Opt("warmup_steps", int, "strategy.warmup_steps=100", min=0),
+    Opt("weight_decay", float, "strategy.weight_decay=0.01", min=0),
+    Opt("max_grad_norm", float, "strategy.max_grad_norm=1.0 (0 turns clipping off)", min=0),
+    Opt("gradient_checkpointing", bool, "strategy.gradient_checkpointing=true"),
+    Opt("lm_eval_mode", bool, "strategy.lm_eval_mode=true"),
+    Opt("amp", str, "strategy.amp=auto", choices=("auto", True, False)),
+    Opt("trains", list, "strategy.trains=[prompt,verbalizer]", nullable=True),
+    Opt("soft_prefix", int, "strategy.soft_prefix=4", min=0),
+    Opt("prompt_encoder", dict, "strategy.prompt_encoder.type=lstm", nullable=True),
+)
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_config(c: Mapping[str, Any]) -> None:
+    """Types, ranges and choices of every known option, the strategy, and the device; raises ConfigError."""
+    for opt in TOP_LEVEL:
+        if opt.key in c:
+            opt.check(c[opt.key])
+    strategy = c.get("strategy") or {}
+    for opt in STRATEGY:
+        if opt.key in strategy:
+            opt.check(strategy[opt.key], "strategy.")
+    _check_device(str(c.get("device", "auto")))
+    model = c.get("model") or {}
+    if not model.get("name_or_path"):
+        raise ConfigError("model.name_or_path is not set; fix: model.name_or_path=/path/to/model (a local directory) "
+                          "or a Hub id such as roberta-large")
+    from .backbone import check_model_source
+
+    check_model_source(str(model["name_or_path"]))  # a missing/empty directory or an unreachable Hub, at once
+    from .strategies import get_strategy
+
+    s = get_strategy(strategy)  # an unknown name is a ConfigError listing the registered ones
+    if s.needs_training and s.k_shot < 1:
+        raise ConfigError(f"strategy.k_shot={s.k_shot}: strategy {s.name!r} trains on K examples per class; "
+                          "fix: strategy.k_shot=16")
+
+
+def _check_device(device: str) -> None:
+    if not _DEVICE.match(device):
+        raise ConfigError(f"device={device!r} is not a device; fix: device=auto (or cpu, cuda, cuda:1)")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise ConfigError(f"device={device}: this torch ({torch.__version__}, {build}) has no CUDA device; "
+                              "fix: device=auto or device=cpu (or install a CUDA build of torch on a GPU machine)")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"device={device}: only {torch.cuda.device_count()} CUDA device(s) are visible; "
+                              "fix: device=cuda:0")
+
+
+def check_against_task(c: Mapping[str, Any], task: Any, strategy: Any, template_text: str) -> None:
+    """The options that depend on the task: template fields, splits, K (no model needed)."""
+    from .pipeline import DERIVED_SPLITS
+    from .template import iter_fields
+
+    fields = list(task.fields) if getattr(task, "fields", None) else []
+    used = list(dict.fromkeys(iter_fields(template_text)))
+    unknown = [f for f in used if fields and f not in fields]
+    if unknown:
+        pos = template_text.find("{" + unknown[0])
+        raise ConfigError(f"template {template_text!r}: field {{{unknown[0]}}} (at position {pos}) is not a field of "
+                          f"task {task.name!r}, which has {fields}; fix: use one of those, e.g. {{{fields[0]}}}, or "
+                          f"map a column to {unknown[0]!r} in the task's `fields`")
+    split = c.get("eval_split", "test")
+    if split not in task.splits:
+        raise ConfigError(f"eval_split={split!r} is not a split of task {task.name!r}, which has "
+                          f"{sorted(task.splits)}; fix: eval_split=test")
+    for name in c.get("score_splits") or []:
+        if name not in task.splits and name not in DERIVED_SPLITS:
+            raise ConfigError(f"score_splits: {name!r} is not a split of task {task.name!r} ({sorted(task.splits)}) "
+                              f"nor a derived split ({list(DERIVED_SPLITS)}); fix: score_splits=[unlabeled]")
+        if name in ("few_train", "few_dev") and strategy.k_shot < 1:
+            raise ConfigError(f"score_splits: {name!r} needs a few-shot sample, and strategy {strategy.name!r} takes "
+                              "none (k_shot=0); fix: drop it, or use a strategy with strategy.k_shot > 0")
+    if c.get("calibrate") not in (None, False):
+        from .spec import spec_from_config
+
+        if spec_from_config(c, task, strategy).verbalizer is None:
+            raise ConfigError(f"calibrate={c['calibrate']}: strategy {strategy.name!r} builds a model without a "
+                              "verbalizer, so there is no label-word prior to calibrate; fix: calibrate=false")
+    k = strategy.k_shot
+    if k > 0:
+        pool = task.splits["train"]
+        counts = _class_counts(pool)
+        small = {c: n for c, n in counts.items() if n < k}
+        if small:
+            name, n = min(small.items(), key=lambda x: x[1])
+            raise ConfigError(f"strategy.k_shot={k}: class {name!r} has only {n} examples in the pool of task "
+                              f"{task.name!r}; fix: strategy.k_shot={max(1, n)}")
+
+
+def _class_counts(ds: Any) -> dict[str, int]:
+    from collections import Counter
+
+    names = getattr(ds.features["label"], "names", None)
+    counts = Counter(ds["label"][:])
+    if names:
+        return {n: counts.get(i, 0) for i, n in enumerate(names)}
+    return {str(k): v for k, v in counts.items()}
+
