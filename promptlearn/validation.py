@@ -98,7 +98,7 @@ STRATEGY: tuple[Opt, ...] = (
     Opt("max_steps", int, "strategy.max_steps=1000", min=1),
     Opt("eval_every", int, "strategy.eval_every=100", min=1),
     Opt("warmup_ratio", float, "strategy.warmup_ratio=0.1", min=0, max=1),
-    Opt("warmup_steps", int, "strategy.warmup_steps=100", min=0),
+    Opt("warmup_steps", int, "strategy.warmup_steps=100", min=0, nullable=True),
     Opt("weight_decay", float, "strategy.weight_decay=0.01", min=0),
     Opt("max_grad_norm", float, "strategy.max_grad_norm=1.0 (0 turns clipping off)", min=0),
     Opt("gradient_checkpointing", bool, "strategy.gradient_checkpointing=true"),
