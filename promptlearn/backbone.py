@@ -70,6 +70,9 @@ def check_model_source(name_or_path: str) -> None:
     if offline or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
         raise ModelLoadError(f"model {name_or_path!r} is not a local directory and not in the Hugging Face cache, and "
                              f"HF_HUB_OFFLINE=1 forbids downloading it; {_FIX}")
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY",
+                                         "http_proxy")):
+        return  # behind a proxy a direct connection says nothing: let transformers (which uses it) decide
     url = urlparse(endpoint)
     try:
         socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=5).close()

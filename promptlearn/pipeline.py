@@ -78,7 +78,8 @@ def train(model: torch.nn.Module, few: FewShotSplit | None, strategy: Any, cfg: 
         return {}
     from .trainer import train as run_trainer
 
-    return run_trainer(model, few, strategy, cfg, device=device, output_dir=output_dir, main_metric=metric)
+    return run_trainer(model, few, strategy, cfg, device=device, output_dir=output_dir, main_metric=metric,
+                       remove_checkpoint=False)  # run_experiment removes it once results.json is written
 
 
 def resolve_split(task: Any, name: str, few: FewShotSplit | None) -> Any:

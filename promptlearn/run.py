@@ -79,7 +79,7 @@ def load_plugins(modules: Any) -> list[str]:
 def _task(c: dict[str, Any]) -> Any:
     task_cfg = c.get("task")
     if not task_cfg:
-        raise SystemExit("no task given; run e.g. `python -m promptlearn.run +task=sst2` "
+        raise ConfigError("no task given; fix: add +task=NAME, e.g. `python -m promptlearn.run +task=sst2` "
                          f"(tasks: {', '.join(sorted(p.stem for p in (CONF_DIR / 'task').glob('*.yaml')))})")
     return load_task(task_cfg, data_root=c.get("data_root"))
 
@@ -207,11 +207,16 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
                         "transformers": __import__("transformers").__version__, "device": str(device)},
         "config": c,
     }
+    save_error = None
     if out is not None and c.get("save_model"):
-        saved = model.save_pretrained(str(out / "model"), **({"materialize": True} if c.get("materialize_prompt")
-                                                               else {}))
-        results["saved_model"] = {"path": str(saved), "bytes": sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())}
-        print(f"saved model to {saved} ({results['saved_model']['bytes'] / 1e6:.3f} MB)")
+        try:
+            saved = model.save_pretrained(str(out / "model"), **({"materialize": True} if c.get("materialize_prompt")
+                                                                   else {}))
+            results["saved_model"] = {"path": str(saved),
+                                      "bytes": sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())}
+            print(f"saved model to {saved} ({results['saved_model']['bytes'] / 1e6:.3f} MB)")
+        except PromptlearnError as exc:  # the results are still written; the error follows
+            save_error = exc
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         pipeline.write_json_atomic(out / "results.json", results)
@@ -221,6 +226,11 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
                                            scored.logits.tolist()):
                 f.write(json.dumps({"idx": idx, "label": label, "pred": pred, "scores": s}) + "\n")
         os.replace(tmp, out / "predictions.jsonl")
+        checkpoint = out / "checkpoint.pt"
+        if checkpoint.exists() and not c.get("keep_checkpoint"):
+            checkpoint.unlink()  # the results are safe now
+    if save_error is not None:
+        raise save_error
     cal = f" calibrated={calibration['mode']}" if calibration else ""
     print(f"\n{task.name} [{results['strategy']}{cal}] {split_name} n={metrics['n']}: "
           f"accuracy={metrics['accuracy'] * 100:.2f}  f1_macro={metrics['f1_macro'] * 100:.2f}  "
@@ -249,8 +259,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 # options that never change a run's numbers: a finished job is the same job whatever they were
-_VOLATILE = {"progress", "device", "threads", "resume", "keep_checkpoint", "rerun", "debug", "save_model",
-             "materialize_prompt", "eval_batch_size", "score_splits", "data_root"}
+_VOLATILE = {"progress", "device", "threads", "resume", "keep_checkpoint", "rerun", "debug"}
 
 
 def finished(output_dir: Path, c: dict[str, Any]) -> dict[str, Any] | None:

@@ -119,6 +119,8 @@ def load_prompt_model(directory: str | Path, base_model: str | None = None, **lo
     if cfg.get("format") != FORMAT:
         raise ValueError(f"{d / CONFIG_NAME}: unknown format {cfg.get('format')!r} (expected {FORMAT!r})")
     spec = ModelSpec.from_dict(cfg["spec"])
+    if cfg["lm_saved"] and "lm" not in spec.trained:  # its LM differs from the base: a re-save must keep it
+        spec = spec.replace(trained=sorted({*spec.trained, "lm"}))
     if base_model is not None:
         spec = spec.replace(base_model=base_model, revision=None)
     model = build_model(spec, lm_source=str(d / "lm") if cfg["lm_saved"] else None, **load_kwargs)

@@ -86,7 +86,8 @@ def _verbalizer_config(c: Mapping[str, Any]) -> dict[str, Any]:
     """The ``verbalizer`` config; promptlearn 0.1's forms (label words as the value, ``verbalizer_options``)
     are translated with a warning."""
     v = c.get("verbalizer")
-    old = isinstance(v, str) or (isinstance(v, Mapping) and "type" not in v and "label_words" not in v)
+    options = {"type", "label_words", "aggregation", "multi_token", "prefix_space", "max_subtokens", "allow_shared"}
+    old = isinstance(v, str) or (isinstance(v, Mapping) and not set(map(str, v)) & options)
     if old or c.get("verbalizer_options") is not None:
         warnings.warn("`verbalizer: <label words>` and `verbalizer_options` are now `verbalizer.label_words` and "
                       "`verbalizer.<option>` (the verbalizer config group); translated for this run",

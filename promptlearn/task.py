@@ -60,6 +60,10 @@ class TaskConfigError(PromptlearnError, ValueError):
     """A task YAML is malformed or inconsistent with its data files."""
 
 
+class TaskDataNotFound(TaskConfigError, FileNotFoundError):
+    """A task's data directory or file does not exist."""
+
+
 @dataclass
 class TaskData:
     """A loaded task.
@@ -127,7 +131,7 @@ def load_task(task_cfg: Mapping[str, Any] | Any, data_root: str | os.PathLike | 
         raw, class_names = _read_hub(spec, hub)
         source = f"hub:{hub['path']}" + (f"/{hub['name']}" if hub.get("name") else "")
     else:
-        raise FileNotFoundError(
+        raise TaskDataNotFound(
             f"Task '{name}': no data found and no `hub` configured. Tried: {'; '.join(tried)}. "
             f"Fix: pass data_root=/path/to/data (command line: data_root=/path/to/data), "
             f"set the environment variable {ENV_VAR}=/path/to/data, "
@@ -356,7 +360,7 @@ def _resolve(spec: _TaskSpec, task_dir: Path, split: str, rel: Any) -> Path:
     path = Path(str(rel)).expanduser()
     path = path if path.is_absolute() else task_dir / path
     if not path.is_file():
-        raise FileNotFoundError(f"Task '{spec.name}', split '{split}': file not found: {path}")
+        raise TaskDataNotFound(f"Task '{spec.name}', split '{split}': file not found: {path}")
     return path
 
 
@@ -476,7 +480,13 @@ def _read_hub(spec: _TaskSpec, hub: Mapping[str, Any]) -> tuple[dict[str, datase
     """Load ``hub.path``/``hub.name`` and assemble ``hub.splits`` (split -> hub split name(s))."""
     if not hub.get("path") or not hub.get("splits"):
         raise TaskConfigError(f"Task '{spec.name}': `hub` needs `path` and `splits` (split -> hub split name(s))")
-    dd = datasets.load_dataset(str(hub["path"]), hub.get("name"), revision=hub.get("revision"))
+    try:
+        dd = datasets.load_dataset(str(hub["path"]), hub.get("name"), revision=hub.get("revision"))
+    except Exception as exc:  # offline, a typo, no such dataset...
+        raise TaskConfigError(
+            f"Task '{spec.name}': its data is not under the data root and loading {hub['path']!r} from the Hugging "
+            f"Face Hub failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); fix: data_root=/path/to/data "
+            f"(the folder that holds {spec.cfg.get('data_dir')!r}) or export PROMPTLEARN_DATA=/path/to/data") from exc
     raw, class_names = {}, {}
     for split, hub_splits in hub["splits"].items():
         names = [str(s) for s in _as_list(hub_splits)]

@@ -127,8 +127,12 @@ def _dev_metric(model: nn.Module, dev_batches: Batches, dev_labels: list[int], d
 
 
 def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cfg: Mapping[str, Any],
-          device: torch.device, output_dir: str | Path | None = None, main_metric: str = "accuracy") -> dict[str, Any]:
-    """Train ``model`` on ``few.train`` with ``strategy``, select on ``few.dev``; leaves the best state loaded."""
+          device: torch.device, output_dir: str | Path | None = None, main_metric: str = "accuracy",
+          remove_checkpoint: bool = True) -> dict[str, Any]:
+    """Train ``model`` on ``few.train`` with ``strategy``, select on ``few.dev``; leaves the best state loaded.
+
+    ``remove_checkpoint=False`` leaves ``checkpoint.pt`` for the caller to remove once its own results are
+    safely written (the CLI does, so an interrupt while scoring test can still resume)."""
     strategy = get_strategy(strategy)
     s = strategy.cfg
     if few is None or len(few.train) == 0:
@@ -266,7 +270,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     model.eval()
-    if ckpt_path is not None and ckpt_path.exists() and not cfg.get("keep_checkpoint", False):
+    if remove_checkpoint and ckpt_path is not None and ckpt_path.exists() and not cfg.get("keep_checkpoint", False):
         ckpt_path.unlink()
     return {"steps": step, "best_step": best_step, "best_dev": best, "dev_metric": main_metric,
             "trainable_params": trainable, "total_params": total,

@@ -75,13 +75,14 @@ TOP_LEVEL: tuple[Opt, ...] = (
     Opt("eval_batch_size", int, "eval_batch_size=32", min=1),
     Opt("max_length", int, "max_length=128, or leave it out for the task's", min=4, nullable=True),
     Opt("truncate", str, "truncate=tail", choices=("tail", "head")),
-    Opt("calibrate", str, "calibrate=content_free (or support, or false)", choices=(False, "content_free", "support")),
+    Opt("calibrate", str, "calibrate=content_free (or support, or false)",
+        choices=(False, "false", "none", "content_free", "support"), nullable=True),
     Opt("calibrate_size", int, "calibrate_size=200", min=1),
     Opt("threads", int, "threads=2", min=1, nullable=True),
     Opt("device", str, "device=auto (or cpu, cuda, cuda:1)"),
     Opt("eval_split", str, "eval_split=test"),
     Opt("score_splits", list, "score_splits=[unlabeled,few_dev]"),
-    Opt("plugins", list, "plugins=[my_module]"),
+    Opt("plugins", list, "plugins=[my_module]", nullable=True),
     Opt("template", str, "template=\"{text_a} It was {mask}.\"", nullable=True),
     Opt("data_root", str, "data_root=/path/to/data", nullable=True),
     *(Opt(k, bool, f"{k}=true") for k in ("progress", "save_model", "materialize_prompt", "resume",
@@ -103,7 +104,7 @@ STRATEGY: tuple[Opt, ...] = (
     Opt("max_grad_norm", float, "strategy.max_grad_norm=1.0 (0 turns clipping off)", min=0),
     Opt("gradient_checkpointing", bool, "strategy.gradient_checkpointing=true"),
     Opt("lm_eval_mode", bool, "strategy.lm_eval_mode=true"),
-    Opt("amp", str, "strategy.amp=auto", choices=("auto", True, False)),
+    Opt("amp", str, "strategy.amp=auto", choices=("auto", True, False, "true", "false", "no"), nullable=True),
     Opt("trains", list, "strategy.trains=[prompt,verbalizer]", nullable=True),
     Opt("soft_prefix", int, "strategy.soft_prefix=4", min=0),
     Opt("prompt_encoder", dict, "strategy.prompt_encoder.type=lstm", nullable=True),
@@ -115,7 +116,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def check_config(c: Mapping[str, Any]) -> None:
     """Types, ranges and choices of every known option, the strategy, and the device; raises ConfigError."""
     for opt in TOP_LEVEL:
-        if opt.key in c:
+        if opt.key in c and not (opt.key == "plugins" and isinstance(c[opt.key], str)):  # one module as a string
             opt.check(c[opt.key])
     strategy = c.get("strategy") or {}
     for opt in STRATEGY:
@@ -177,7 +178,7 @@ def check_against_task(c: Mapping[str, Any], task: Any, strategy: Any, template_
         if name in ("few_train", "few_dev") and strategy.k_shot < 1:
             raise ConfigError(f"score_splits: {name!r} needs a few-shot sample, and strategy {strategy.name!r} takes "
                               "none (k_shot=0); fix: drop it, or use a strategy with strategy.k_shot > 0")
-    if c.get("calibrate") not in (None, False):
+    if c.get("calibrate") not in (None, False, "false", "none"):
         from .spec import spec_from_config
 
         if spec_from_config(c, task, strategy).verbalizer is None:

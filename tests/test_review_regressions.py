@@ -58,8 +58,12 @@ def test_building_a_model_never_changes_a_shared_verbalizer(roberta_tokenizer):
     mlm = tiny_mlm("roberta", len(roberta_tokenizer))
     a = PromptModel(mlm, Template("{text_a} It was {mask} .", roberta_tokenizer), verbalizer)
     b = PromptModel(mlm, Template("{mask}: {text_a}", roberta_tokenizer), verbalizer)
-    assert a.verbalizer is verbalizer and b.verbalizer is not verbalizer
+    assert a.verbalizer is not verbalizer and b.verbalizer is not verbalizer  # each model has its own
     assert verbalizer.token_ids.tolist() == before and a.verbalizer.prefix_space and not b.verbalizer.prefix_space
+    from promptlearn.calibration import calibrate
+
+    calibrate(a, "content_free", "cpu")
+    assert a.verbalizer.calibrated and not b.verbalizer.calibrated and not verbalizer.calibrated
 
 
 def test_registering_a_model_kind_keeps_the_built_in_ones(bert_tokenizer, tiny_model_dirs):

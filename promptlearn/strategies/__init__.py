@@ -41,6 +41,11 @@ def strategy_defaults(name: str) -> dict[str, Any]:
     """
     from omegaconf import OmegaConf
 
+    from ..errors import ConfigError
+
+    if not (CONF_DIR / "shared" / "train.yaml").is_file():
+        raise ConfigError(f"promptlearn's configuration folder was not found at {CONF_DIR}; fix: install promptlearn "
+                          "from its repository checkout (pip install -e .), which has conf/ beside the package")
     out: dict[str, Any] = {}
     for path in (CONF_DIR / "shared" / "train.yaml", CONF_DIR / "strategy" / f"{name}.yaml"):
         if path.is_file():
@@ -69,8 +74,10 @@ def get_strategy(cfg: Mapping[str, Any] | Strategy | str | None) -> Strategy:
         return cfg
     cfg = {"name": cfg or DEFAULT_STRATEGY} if cfg is None or isinstance(cfg, str) else dict(cfg)
     name = str(cfg.get("name") or DEFAULT_STRATEGY)
+    defaults = strategy_defaults(name)  # a preset (p_tuning_v2.yaml) names the strategy it configures
+    name = str(defaults.get("name") or name) if name not in STRATEGIES else name
     cls = STRATEGIES.get_class(name)
-    return cls({**strategy_defaults(name), **_migrate(cfg), "name": name})
+    return cls({**defaults, **_migrate(cfg), "name": name})
 
 
 from .finetune import Finetune  # noqa: E402

@@ -32,6 +32,7 @@ A new type is one module with a subclass and ``@register_verbalizer("name")`` (s
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
@@ -94,10 +95,16 @@ class BaseVerbalizer(nn.Module):
         raise NotImplementedError
 
     def bind(self, template: Any) -> "BaseVerbalizer":
-        """The verbalizer to use with ``template``: ``self``, or an adapted copy (never a changed ``self``).
+        """The model's own copy of this verbalizer, adapted to ``template`` (``self`` is never changed).
 
-        PromptModel calls it (e.g. label words are tokenised as they follow the template's mask)."""
-        return self
+        PromptModel calls it, so two models built from one verbalizer never share its state (calibration,
+        a trained head).  Subclasses adapt the copy (label words tokenised as they follow the mask)."""
+        return self.copy()
+
+    def copy(self) -> "BaseVerbalizer":
+        """A deep copy that shares the (read-only) tokenizer, if the verbalizer holds one."""
+        tok = getattr(self, "_tokenizer", None)
+        return copy.deepcopy(self, memo={id(tok): tok} if tok is not None else None)
 
     def describe(self) -> str:
         return f"verbalizer {self.type} over classes {self.labels}"

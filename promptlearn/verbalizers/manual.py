@@ -23,7 +23,6 @@ With one single-token word per class the prediction is the argmax of the raw lab
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -182,15 +181,14 @@ class ManualVerbalizer(BaseVerbalizer):
             self.register_buffer(name, value.to(device), persistent=False)
 
     def bind(self, template: Any) -> "ManualVerbalizer":
-        """``self``, or a copy re-tokenised for ``template`` if ``prefix_space="auto"`` resolves differently there."""
+        """The model's own copy, re-tokenised for ``template`` if ``prefix_space="auto"`` resolves differently."""
         wanted = resolve_prefix_space(self.prefix_space_option, self._tokenizer, template)
-        if wanted == self.prefix_space:
-            return self
-        if self.calibrated:
+        if wanted != self.prefix_space and self.calibrated:
             raise VerbalizerError(f"verbalizer {self.name!r} was calibrated with prefix_space={self.prefix_space} "
                                   f"but template {template.text!r} needs {wanted}; calibrate after building the model")
-        other = copy.deepcopy(self)
-        other._tokenize(wanted)
+        other = self.copy()
+        if wanted != self.prefix_space:
+            other._tokenize(wanted)
         return other
 
     # ------------------------------------------------------------------ config / reporting
