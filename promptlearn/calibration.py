@@ -21,9 +21,15 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["calibrate", "content_free_inputs", "support_set", "MODES"]
+__all__ = ["calibrate", "content_free_inputs", "support_set", "requested", "MODES", "OFF"]
 
 MODES = ("content_free", "support")
+OFF = (None, False, "false", "none")  # the spellings of calibrate=false
+
+
+def requested(value: Any) -> str | None:
+    """The calibration mode a ``calibrate=`` value asks for, or None when it asks for none."""
+    return None if value in OFF else str(value)
 
 
 def content_free_inputs(template: Any) -> Any:

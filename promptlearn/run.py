@@ -28,10 +28,9 @@ import torch
 
 from . import pipeline
 from .backbone import ModelLoadError
-from .calibration import calibrate as calibrate_model
+from .calibration import calibrate as calibrate_model, requested as requested_calibration
 from .errors import ConfigError, PromptlearnError
 from .metrics import ids_checksum
-from .strategies import get_strategy
 from .task import load_task
 from .validation import check_against_task, check_config
 
@@ -87,10 +86,9 @@ def _task(c: dict[str, Any]) -> Any:
 def _checked(c: dict[str, Any]) -> tuple[Any, Any]:
     """Plugins, the whole config, the task, and the config against the task: (strategy, task)."""
     load_plugins(c.get("plugins"))
-    check_config(c)
-    strategy = get_strategy(c.get("strategy"))
+    strategy = check_config(c)  # every option, before anything is loaded
     task = _task(c)
-    check_against_task(c, task, strategy, c.get("template") or task.template)
+    check_against_task(c, task, strategy, c.get("template") or task.template)  # before the model is loaded
     return strategy, task
 
 
@@ -115,19 +113,15 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     """Run one configuration end to end and write ``results.json`` (+ ``predictions.jsonl``, ``scores/``)."""
     t0 = time.perf_counter()
     c = _plain(cfg)
-    load_plugins(c.get("plugins"))
-    check_config(c)  # every option, before anything is loaded
+    strategy, task = _checked(c)  # plugins, every option, the task's data, the options against the task
     seed = int(c.get("seed", 42))
-    set_seed(seed)
+    set_seed(seed)  # before the model is built (its random initialisation); reading the task draws nothing
     if c.get("threads"):
         torch.set_num_threads(int(c["threads"]))
     device = resolve_device(c.get("device"))
-    strategy = get_strategy(c.get("strategy"))
     out = Path(output_dir) if output_dir is not None else None
 
-    # --- build: task, then the model from its spec
-    task = _task(c)
-    check_against_task(c, task, strategy, c.get("template") or task.template)  # before the model is loaded
+    # --- build: the model from its spec
     model = pipeline.build(c, task, strategy, tokenizer, mlm)
     model.to(device)
     template, verbalizer = model.template, getattr(model, "verbalizer", None)
@@ -160,10 +154,10 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
 
     # --- calibrate (on the final model)
     calibration = None
-    mode = c.get("calibrate")
-    if mode not in (None, False, "false", "none"):
+    mode = requested_calibration(c.get("calibrate"))
+    if mode:
         used = (few.train_ids + few.dev_ids) if few is not None else []
-        calibration = calibrate_model(model, str(mode), device, pool=task.splits.get("train"),
+        calibration = calibrate_model(model, mode, device, pool=task.splits.get("train"),
                                       size=int(c.get("calibrate_size", 200)), seed=seed, exclude=used,
                                       batch_size=int(c.get("eval_batch_size", 32)))
         log.info("calibrated (%s, n=%d): prior %s", mode, calibration["n"], calibration["prior"])

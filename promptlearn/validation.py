@@ -113,8 +113,10 @@ STRATEGY: tuple[Opt, ...] = (
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def check_config(c: Mapping[str, Any]) -> None:
-    """Types, ranges and choices of every known option, the strategy, and the device; raises ConfigError."""
+def check_config(c: Mapping[str, Any]) -> Any:
+    """Types, ranges and choices of every known option, the strategy, and the device; raises ConfigError.
+
+    Returns the strategy the config names (built once here)."""
     for opt in TOP_LEVEL:
         if opt.key in c and not (opt.key == "plugins" and isinstance(c[opt.key], str)):  # one module as a string
             opt.check(c[opt.key])
@@ -136,6 +138,7 @@ def check_config(c: Mapping[str, Any]) -> None:
     if s.needs_training and s.k_shot < 1:
         raise ConfigError(f"strategy.k_shot={s.k_shot}: strategy {s.name!r} trains on K examples per class; "
                           "fix: strategy.k_shot=16")
+    return s
 
 
 def _check_device(device: str) -> None:
@@ -178,7 +181,9 @@ def check_against_task(c: Mapping[str, Any], task: Any, strategy: Any, template_
         if name in ("few_train", "few_dev") and strategy.k_shot < 1:
             raise ConfigError(f"score_splits: {name!r} needs a few-shot sample, and strategy {strategy.name!r} takes "
                               "none (k_shot=0); fix: drop it, or use a strategy with strategy.k_shot > 0")
-    if c.get("calibrate") not in (None, False, "false", "none"):
+    from .calibration import requested
+
+    if requested(c.get("calibrate")):
         from .spec import spec_from_config
 
         if spec_from_config(c, task, strategy).verbalizer is None:
