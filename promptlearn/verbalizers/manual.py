@@ -236,6 +236,11 @@ class ManualVerbalizer(BaseVerbalizer):
         """Label-token log-probs ``[B, T]`` -> word scores (:meth:`word_scores`) -> classes (:meth:`combine_words`)."""
         return self.combine_words(self.word_scores(logp))
 
+    def word_logprobs(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, W]``: each label word's normalised log-score from the verbalizer input ``x`` (before calibration
+        and aggregation) -- what word-level refinement (KPT) and inspection read, whatever the scoring mode."""
+        return self.word_scores(self.normalize(self.project(x)))
+
     def word_scores(self, logp: torch.Tensor) -> torch.Tensor:
         """``[B, W]``: each label word's score from its sub-tokens (``multi_token``)."""
         sub = logp[:, self.sub_idx]  # [B, W, S]
