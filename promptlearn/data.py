@@ -42,6 +42,7 @@ def template_fingerprint(template: Template, base: str = "") -> str:
         "template": template.text,
         "max_length": template.max_length,
         "truncate": template.truncate,
+        **({"reserve": template.reserve} if template.reserve else {}),
         "tokenizer": [type(tok).__name__, getattr(tok, "name_or_path", ""), len(tok),
                       tok.mask_token_id, tok.pad_token_id, getattr(tok, "model_max_length", None)],
         "vocab_probe": tok("The quick brown fox, 123!", add_special_tokens=True)["input_ids"],

@@ -235,7 +235,7 @@ class Template:
     """
 
     def __init__(self, text: str, tokenizer: Any, max_length: int | None = 128, name: str | None = None,
-                 truncate: str = "tail", require_mask: bool = True):
+                 truncate: str = "tail", require_mask: bool = True, reserve: int = 0):
         if truncate not in ("tail", "head"):
             raise TemplateError(f"template {name!r}: truncate must be 'tail' or 'head', got {truncate!r}")
         if tokenizer.mask_token_id is None:
@@ -245,6 +245,9 @@ class Template:
         self.name = name
         self.tokenizer = tokenizer
         self.truncate = truncate
+        # tokens kept free within max_length for masks inserted after encoding (exact multi-token label
+        # words: the one {mask} becomes n masks; see promptlearn.multi_token)
+        self.reserve = int(reserve)
         self.pieces = parse(text, name, require_mask)
         self.has_mask = any(p.kind == "mask" for p in self.pieces)
         self.max_length = effective_max_length(tokenizer, max_length)
@@ -256,7 +259,7 @@ class Template:
         self.mask_has_leading_space = self._mask_leading_space()
         self.soft_spec, self._soft_slots = self._resolve_soft()
         self.uses_token_type_ids = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
-        budget = self.max_length - self._layout.n_special(self.is_pair)
+        budget = self.max_length - self._layout.n_special(self.is_pair) - self.reserve
         fixed = self._fixed_length()
         if fixed > budget:
             raise TemplateError(
@@ -273,8 +276,17 @@ class Template:
 
     def config(self) -> dict[str, Any]:
         """What rebuilds this template with a tokenizer: ``Template(**config, tokenizer=...)``."""
-        return {"text": self.text, "max_length": self.max_length, "truncate": self.truncate, "name": self.name,
-                "require_mask": self.has_mask}
+        cfg = {"text": self.text, "max_length": self.max_length, "truncate": self.truncate, "name": self.name,
+               "require_mask": self.has_mask}
+        if self.reserve:
+            cfg["reserve"] = self.reserve
+        return cfg
+
+    def reserved(self, n: int) -> "Template":
+        """This template if it keeps at least ``n`` tokens free, else a copy that does (same text and tokenizer)."""
+        if n <= self.reserve:
+            return self
+        return Template(tokenizer=self.tokenizer, **{**self.config(), "reserve": int(n)})
 
     def _mask_leading_space(self) -> bool:
         for i, p in enumerate(self.pieces):
@@ -443,7 +455,8 @@ class Template:
         lengths = [len(x) for x in ids_per_piece]
         soft_iter = iter(self._soft_slots)
         soft_lens = [len(next(soft_iter)) if p.kind == "soft" else 0 for p in self.pieces]
-        total = sum(lengths) + sum(soft_lens) + int(self.has_mask) + self._layout.n_special(self.is_pair)
+        total = (sum(lengths) + sum(soft_lens) + int(self.has_mask) + self._layout.n_special(self.is_pair)
+                 + self.reserve)
         excess = total - self.max_length
         cut = 0
         if excess > 0:
