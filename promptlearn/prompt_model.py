@@ -7,7 +7,11 @@ verbalizer asks for (``verbalizer.input``, see :mod:`promptlearn.verbalizers.bas
 * ``label_logits`` -- the head's last projection (the output embeddings,
   ``get_output_embeddings()``) is applied only to the verbalizer's label-word rows;
 * ``mask_hidden`` -- the head stops right before that projection and the verbalizer gets the
-  hidden state it would have projected.
+  hidden state it would have projected;
+* ``word_logprobs`` -- exact multi-token label words (:mod:`promptlearn.multi_token`): each example
+  is expanded into the mask variants the words need (n masks for a word of n sub-tokens), all rows
+  run in one forward, the head (full vocabulary) is applied at the mask positions only, and the
+  verbalizer gets each word's log-probability ``[B, W]``.
 
 Both steps use forward hooks on public modules of the *unwrapped* backbone (``base_model`` and
 the output embeddings; see :func:`promptlearn.backbone.unwrap` for PEFT and other wrappers), while
@@ -35,7 +39,8 @@ from .backbone import ModelLoadError, load_backbone, unwrap
 from .model_base import BaseModel
 from .soft_prompt import SoftPrompt
 from .template import Template
-from .verbalizers import LABEL_LOGITS, BaseVerbalizer
+from .multi_token import expand_batch
+from .verbalizers import LABEL_LOGITS, MASK_HIDDEN, WORD_LOGPROBS, BaseVerbalizer
 
 __all__ = ["PromptModel", "PromptOutput", "load_backbone", "ModelLoadError", "MaskGatherError"]
 
@@ -60,11 +65,15 @@ class PromptOutput:
     token_logits: torch.Tensor | None = None  # [B, T] LM logits of the label tokens at the mask (label_logits)
     hidden: torch.Tensor | None = None  # [B, H] hidden state at the mask before the output projection (mask_hidden)
     head_logits: torch.Tensor | None = None  # [B, C] raw logits of a classification head (finetune)
+    word_logprobs: torch.Tensor | None = None  # [B, W] label words' log-probabilities, n masks each (exact multi-token)
 
     @property
     def verbalizer_input(self) -> torch.Tensor | None:
         """What the verbalizer consumed (what calibration measures)."""
-        return self.token_logits if self.token_logits is not None else self.hidden
+        for x in (self.token_logits, self.word_logprobs, self.hidden):
+            if x is not None:
+                return x
+        return None
 
 
 class PromptModel(BaseModel):
@@ -87,6 +96,8 @@ class PromptModel(BaseModel):
         super().__init__(mlm, base_model=base_model, revision=revision, strategy=strategy, trained=trained)
         self.template = template
         self.verbalizer = verbalizer.bind(template)  # label words tokenised as they follow this template's mask
+        # exact multi-token words need n masks where the template has one: encoding keeps room for them
+        self.template = template = template.reserved(self.verbalizer.extra_masks)
         backbone = self.backbone
         if soft_prompt is None and template.has_soft_tokens:
             soft_prompt = SoftPrompt(template.soft_spec, backbone.get_input_embeddings())
@@ -98,7 +109,7 @@ class PromptModel(BaseModel):
         self.soft_prompt = soft_prompt
         self._check_positions()
         self.restricted_head = False
-        if check_head and self.verbalizer.input == LABEL_LOGITS:
+        if check_head and self.verbalizer.input in (LABEL_LOGITS, WORD_LOGPROBS):
             self.restricted_head = self._head_self_check()
         self.train(mlm.training)  # follow the wrapped model's mode (from_pretrained models are in eval mode)
 
@@ -153,16 +164,20 @@ class PromptModel(BaseModel):
             self.mlm.train(was_training)
 
     # ------------------------------------------------------------------ forward
-    def _at_mask(self, inputs: dict[str, torch.Tensor], mask_pos: torch.Tensor, restricted: bool) -> torch.Tensor:
-        """What the verbalizer needs at the mask: label-token logits ``[B, T]`` or the head's input ``[B, H]``."""
-        rows = torch.arange(mask_pos.shape[0], device=mask_pos.device)
+    def _at_mask(self, inputs: dict[str, torch.Tensor], mask_pos: torch.Tensor, restricted: bool,
+                 read: str | None = None) -> torch.Tensor:
+        """What the verbalizer needs at the mask: label-token logits ``[B, T]`` or the head's input ``[B, H]``;
+        with ``read="vocab"`` and positions ``[B, P]``: full-vocabulary logits ``[B, P, V]`` there."""
+        read = read or ("hidden" if self.verbalizer.input == MASK_HIDDEN else "label")
+        rows = torch.arange(mask_pos.shape[0], device=mask_pos.device).unsqueeze(1)
+        pos = mask_pos if mask_pos.dim() == 2 else mask_pos.unsqueeze(1)  # [B, P]
         fired = []
 
         def gather(module: nn.Module, args: Any, output: Any) -> Any:
             fired.append(True)
             if isinstance(output, tuple):
-                return (output[0][rows, mask_pos].unsqueeze(1),) + tuple(output[1:])
-            output["last_hidden_state"] = output["last_hidden_state"][rows, mask_pos].unsqueeze(1)
+                return (output[0][rows, pos],) + tuple(output[1:])
+            output["last_hidden_state"] = output["last_hidden_state"][rows, pos]
             return output
 
         def stop(module: nn.Module, args: Any) -> None:
@@ -170,7 +185,7 @@ class PromptModel(BaseModel):
 
         backbone = self.backbone
         decoder = backbone.get_output_embeddings()
-        want_hidden = self.verbalizer.input != LABEL_LOGITS
+        want_hidden = read == "hidden"
         hooks = [backbone.base_model.register_forward_hook(gather)]
         if restricted or want_hidden:
             hooks.append(decoder.register_forward_pre_hook(stop))
@@ -178,12 +193,14 @@ class PromptModel(BaseModel):
             out = self.mlm(**inputs)
         except _HeadInput as h:
             self._require(fired)
-            x = h.x[:, 0]
+            x = h.x  # [B, P, H]
             if want_hidden:
-                return x
+                return x[:, 0]
+            if read == "vocab":
+                return F.linear(x, decoder.weight, getattr(decoder, "bias", None))
             ids = self.verbalizer.token_ids
             bias = decoder.bias[ids] if getattr(decoder, "bias", None) is not None else None
-            return F.linear(x, decoder.weight[ids], bias)
+            return F.linear(x[:, 0], decoder.weight[ids], bias)
         finally:
             for h in hooks:
                 h.remove()
@@ -192,6 +209,8 @@ class PromptModel(BaseModel):
             raise MaskGatherError(f"{type(backbone).__name__}: the LM head's output projection "
                                   f"({type(decoder).__name__}) was never called, so the hidden state at the mask "
                                   f"that verbalizer type {self.verbalizer.type!r} needs could not be read")
+        if read == "vocab":
+            return out.logits
         return out.logits[:, 0, :][:, self.verbalizer.token_ids]
 
     def _require(self, fired: list) -> None:
@@ -214,19 +233,34 @@ class PromptModel(BaseModel):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_pos: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None, soft_ids: torch.Tensor | None = None,
                 **_: Any) -> PromptOutput:
-        inputs: dict[str, torch.Tensor] = {"attention_mask": attention_mask}
+        ids: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        if soft_ids is not None and self.soft_prompt is not None and self.template.has_soft_tokens:
-            inputs["inputs_embeds"] = self.embed(input_ids, soft_ids)
+            ids["token_type_ids"] = token_type_ids
+        use_soft = soft_ids is not None and self.soft_prompt is not None and self.template.has_soft_tokens
+        if use_soft:
+            ids["soft_ids"] = soft_ids
+        plan = self.verbalizer.mask_plan if self.verbalizer.input == WORD_LOGPROBS else None
+        if plan is not None:  # exact multi-token words: every example in every mask variant, one forward
+            tok = self.template.tokenizer
+            ids, mask_pos = expand_batch(ids, mask_pos, plan, tok.mask_token_id, tok.pad_token_id or 0)
+        inputs = {k: v for k, v in ids.items() if k not in ("input_ids", "soft_ids")}
+        if use_soft:
+            inputs["inputs_embeds"] = self.embed(ids["input_ids"], ids["soft_ids"])
         else:
-            inputs["input_ids"] = input_ids
+            inputs["input_ids"] = ids["input_ids"]
         # deep prompts (P-tuning v2): per-layer key/value prefixes enter as past_key_values with the
         # attention mask extended over them (see DeepPrompt.prefix_context); mask_pos is unchanged
         apply_prefix = getattr(self.soft_prompt, "prefix_context", None)
         with (apply_prefix(self.backbone, inputs) if apply_prefix is not None else nullcontext(inputs)) as inputs:
-            x = self._at_mask(inputs, mask_pos, self.restricted_head)
+            if plan is not None:
+                vocab = self._at_mask(inputs, mask_pos, self.restricted_head, read="vocab")  # [V*B, P, vocab]
+                logp = torch.log_softmax(vocab.float(), -1)
+                x = plan.word_scores(logp.view(plan.num_variants, -1, *logp.shape[1:]))  # [B, W]
+            else:
+                x = self._at_mask(inputs, mask_pos, self.restricted_head)
         logits = self.verbalizer(x)
+        if plan is not None:
+            return PromptOutput(logits=logits, word_logprobs=x)
         if self.verbalizer.input == LABEL_LOGITS:
             return PromptOutput(logits=logits, token_logits=x)
         return PromptOutput(logits=logits, hidden=x)

@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from ..registry import Registry
-from .base import LABEL_LOGITS, MASK_HIDDEN, BaseVerbalizer, VerbalizerError
+from .base import INPUTS, LABEL_LOGITS, MASK_HIDDEN, WORD_LOGPROBS, BaseVerbalizer, VerbalizerError
 
 __all__ = ["BaseVerbalizer", "VerbalizerError", "VERBALIZERS", "register_verbalizer", "get_verbalizer_class",
-           "build_verbalizer", "DEFAULT_TYPE", "ManualVerbalizer", "Verbalizer", "parse_label_words", "LABEL_LOGITS", "MASK_HIDDEN"]
+           "build_verbalizer", "DEFAULT_TYPE", "ManualVerbalizer", "Verbalizer", "parse_label_words", "LABEL_LOGITS", "MASK_HIDDEN",
+           "WORD_LOGPROBS"]
 
 VERBALIZERS: Registry = Registry("verbalizer type", BaseVerbalizer, "type", error=VerbalizerError)
 DEFAULT_TYPE = "manual"  # a verbalizer config without `type`
@@ -30,9 +31,8 @@ def register_verbalizer(name: str) -> Callable[[type[BaseVerbalizer]], type[Base
     """Class decorator: make a :class:`BaseVerbalizer` subclass available as ``type: name``."""
 
     def deco(cls: type[BaseVerbalizer]) -> type[BaseVerbalizer]:
-        if getattr(cls, "input", None) not in (LABEL_LOGITS, MASK_HIDDEN):
-            raise TypeError(f"verbalizer {name!r}: input must be {LABEL_LOGITS!r} or {MASK_HIDDEN!r}, "
-                            f"got {getattr(cls, 'input', None)!r}")
+        if getattr(cls, "input", None) not in INPUTS:
+            raise TypeError(f"verbalizer {name!r}: input must be one of {INPUTS}, got {getattr(cls, 'input', None)!r}")
         return VERBALIZERS.register(name)(cls)
 
     return deco

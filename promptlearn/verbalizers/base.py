@@ -12,10 +12,14 @@ steps OpenPrompt made familiar::
                for every type;
 ``aggregate``  units -> classes (identity when the units are the classes).
 
-What the input is, a verbalizer declares with its class attribute ``input``:
+What the input is, a verbalizer declares with its class attribute ``input`` (an instance may set its
+own: the manual verbalizer asks for ``word_logprobs`` only when it has multi-token words to score exactly):
 
 ``label_logits``  the LM's logits at the mask for the rows in ``token_ids`` (``[B, T]``); the LM
                   head is applied only to those rows (manual / knowledgeable verbalizers);
+``word_logprobs`` ``[B, W]``: each label word's log-probability under the LM with as many masks as
+                  it has sub-tokens (exact multi-token scoring, :mod:`promptlearn.multi_token`); a
+                  verbalizer with this input provides ``mask_plan`` (which words, how filled);
 ``mask_hidden``   the hidden state that the LM head's output projection receives at the mask
                   (``[B, H]``: after the head's transform, so a head initialised from the label
                   words' output-embedding rows starts where the manual verbalizer is) -- for
@@ -40,10 +44,12 @@ from torch import nn
 
 from ..errors import PromptlearnError
 
-__all__ = ["BaseVerbalizer", "VerbalizerError", "LABEL_LOGITS", "MASK_HIDDEN"]
+__all__ = ["BaseVerbalizer", "VerbalizerError", "LABEL_LOGITS", "MASK_HIDDEN", "WORD_LOGPROBS", "INPUTS"]
 
 LABEL_LOGITS = "label_logits"
 MASK_HIDDEN = "mask_hidden"
+WORD_LOGPROBS = "word_logprobs"
+INPUTS = (LABEL_LOGITS, MASK_HIDDEN, WORD_LOGPROBS)
 
 
 class VerbalizerError(PromptlearnError, ValueError):
@@ -105,6 +111,14 @@ class BaseVerbalizer(nn.Module):
         """A deep copy that shares the (read-only) tokenizer, if the verbalizer holds one."""
         tok = getattr(self, "_tokenizer", None)
         return copy.deepcopy(self, memo={id(tok): tok} if tok is not None else None)
+
+    #: exact multi-token scoring (``input == word_logprobs``): the words and how to fill their masks
+    mask_plan: Any = None
+
+    @property
+    def extra_masks(self) -> int:
+        """How many masks the model inserts after the template's one (the template keeps room for them)."""
+        return 0
 
     def describe(self) -> str:
         return f"verbalizer {self.type} over classes {self.labels}"

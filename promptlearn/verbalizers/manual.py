@@ -14,9 +14,18 @@ label tokens ``token_ids``:
    the argmax is the same as over the full vocabulary);
 3. calibrate (optional, shared by every type);
 4. aggregate: a word's score is its sub-tokens' log-probability combined by ``multi_token``
-   (``first``, ``mean`` (default) or ``max``, all read at the one mask position; ``error`` refuses
+   (``first``, ``mean`` or ``max``, all read at the one mask position; ``error`` refuses
    multi-token words), and a class's score combines its words by ``aggregation`` (``mean`` of
    log-probs (default, PET / OpenPrompt), ``max``, or ``logsumexp``).
+
+Multi-token words are scored **exactly** by default (``multi_token=exact``, see
+:mod:`promptlearn.multi_token`): a word of n sub-tokens is scored with n masks, its score is the sum
+(``multi_token_reduce=sum``, the word's log-probability) or mean of its sub-tokens' full-vocabulary
+log-probabilities, with the other positions masked (``multi_token_fill=parallel``) or filled left to
+right.  Then the units are the *words*: the input is ``[B, W]`` word log-probabilities
+(``input = word_logprobs``), normalise is a log-softmax over the words, calibration divides by a
+prior over words, and aggregate combines each class's words.  A verbalizer whose words are all single
+tokens keeps the label-row fast path above in every mode (its numbers do not depend on ``multi_token``).
 
 With one single-token word per class the prediction is the argmax of the raw label-word logits.
 """
@@ -28,12 +37,13 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..template import resolve_prefix_space
-from .base import BaseVerbalizer, VerbalizerError
+from ..multi_token import FILLS, REDUCES, MaskPlan
+from .base import LABEL_LOGITS, WORD_LOGPROBS, BaseVerbalizer, VerbalizerError
 
 __all__ = ["ManualVerbalizer", "parse_label_words", "check_label_words"]
 
 _AGGREGATIONS = ("mean", "max", "logsumexp")
-_MULTI_TOKEN = ("mean", "first", "max", "error")
+_MULTI_TOKEN = ("exact", "mean", "first", "max", "error")
 
 
 YAML_HINT = ("(YAML reads unquoted yes/no/on/off/true/false as booleans and digits as numbers: quote such "
@@ -101,12 +111,19 @@ class ManualVerbalizer(BaseVerbalizer):
     needs_model = False  # built from the tokenizer alone: label words are checked before the LM loads
 
     def __init__(self, label_words: Any, tokenizer: Any, labels: Sequence[str] | None = None,
-                 aggregation: str = "mean", multi_token: str = "mean", prefix_space: bool | str = "auto",
-                 name: str | None = None, template: Any = None, max_subtokens: int = 3, allow_shared: bool = False):
+                 aggregation: str = "mean", multi_token: str = "exact", prefix_space: bool | str = "auto",
+                 name: str | None = None, template: Any = None, max_subtokens: int = 3, allow_shared: bool = False,
+                 multi_token_reduce: str = "sum", multi_token_fill: str = "parallel"):
         if aggregation not in _AGGREGATIONS:
             raise VerbalizerError(f"aggregation must be one of {_AGGREGATIONS}, got {aggregation!r}")
         if multi_token not in _MULTI_TOKEN:
             raise VerbalizerError(f"multi_token must be one of {_MULTI_TOKEN}, got {multi_token!r}")
+        if multi_token_reduce not in REDUCES:
+            raise VerbalizerError(f"multi_token_reduce must be one of {REDUCES}, got {multi_token_reduce!r}")
+        if multi_token_fill not in FILLS:
+            raise VerbalizerError(f"multi_token_fill must be one of {FILLS}, got {multi_token_fill!r}")
+        self.multi_token_reduce = multi_token_reduce
+        self.multi_token_fill = multi_token_fill
         mapping = check_label_words(parse_label_words(label_words, labels), labels, name)
         super().__init__(list(mapping), name=name)
         self.label_words: dict[str, list[str]] = mapping
@@ -175,6 +192,12 @@ class ManualVerbalizer(BaseVerbalizer):
             word_idx[c, counts[c]] = i
             word_mask[c, counts[c]] = True
             counts[c] += 1
+        self.words_ids: list[list[int]] = words_ids
+        # exact multi-token scoring: the model computes word log-probabilities with n masks per word
+        exact = self.multi_token == "exact" and max_sub > 1
+        self.input = WORD_LOGPROBS if exact else LABEL_LOGITS
+        self.mask_plan: MaskPlan | None = (MaskPlan.from_words(words_ids, self.multi_token_fill,
+                                                                self.multi_token_reduce) if exact else None)
         device = self.calibration.device
         for name, value in (("token_ids", torch.tensor(tokens, dtype=torch.long)), ("sub_idx", sub_idx),
                             ("sub_mask", sub_mask), ("word_idx", word_idx), ("word_mask", word_mask)):
@@ -193,15 +216,19 @@ class ManualVerbalizer(BaseVerbalizer):
 
     # ------------------------------------------------------------------ config / reporting
     def config(self) -> dict[str, Any]:
-        return {"type": self.type, "label_words": self.label_words, "labels": self.labels,
-                "aggregation": self.aggregation, "multi_token": self.multi_token, "prefix_space": self.prefix_space,
-                "max_subtokens": self.max_subtokens, "allow_shared": self.allow_shared}
+        cfg = {"type": self.type, "label_words": self.label_words, "labels": self.labels,
+               "aggregation": self.aggregation, "multi_token": self.multi_token, "prefix_space": self.prefix_space,
+               "max_subtokens": self.max_subtokens, "allow_shared": self.allow_shared}
+        if self.multi_token == "exact":
+            cfg.update(multi_token_reduce=self.multi_token_reduce, multi_token_fill=self.multi_token_fill)
+        return cfg
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                     template: Any = None, name: str | None = None, mlm: Any = None) -> "ManualVerbalizer":
         opts = {k: v for k, v in cfg.items() if k not in ("type", "label_words", "labels")}
-        known = {"aggregation", "multi_token", "prefix_space", "max_subtokens", "allow_shared"}
+        known = {"aggregation", "multi_token", "prefix_space", "max_subtokens", "allow_shared", "multi_token_reduce",
+                 "multi_token_fill"}
         unknown = set(opts) - known
         if unknown:
             raise VerbalizerError(f"verbalizer options {sorted(unknown)} are unknown to the {cls.type} verbalizer; "
@@ -215,12 +242,19 @@ class ManualVerbalizer(BaseVerbalizer):
     def is_multi_token(self) -> bool:
         return bool(self.sub_mask.shape[1] > 1)
 
+    @property
+    def extra_masks(self) -> int:
+        """Masks the model inserts beyond the template's one (exact multi-token scoring)."""
+        return self.mask_plan.max_length - 1 if self.mask_plan is not None else 0
+
     def describe(self) -> str:
         """One line per label word with its sub-token split."""
         lines = [f"verbalizer ({self._tokenizer_name}, prefix_space={self.prefix_space}, "
                  f"aggregation={self.aggregation}, multi_token={self.multi_token}):"]
+        how = (f"scored with {{n}} masks ({self.multi_token_reduce} of sub-token log-probs, {self.multi_token_fill})"
+               if self.mask_plan is not None else f"scored by '{self.multi_token}' at one mask")
         for cls, w, pieces in self.splits:
-            note = "" if len(pieces) == 1 else f"  <- {len(pieces)} sub-tokens, scored by '{self.multi_token}'"
+            note = "" if len(pieces) == 1 else f"  <- {len(pieces)} sub-tokens, {how.format(n=len(pieces))}"
             lines.append(f"  {cls:>16}: {w!r} -> {pieces}{note}")
         return "\n".join(lines)
 
@@ -228,18 +262,23 @@ class ManualVerbalizer(BaseVerbalizer):
         return f"ManualVerbalizer({self.label_words!r}, aggregation={self.aggregation!r})"
 
     # ------------------------------------------------------------------ scoring steps
-    def project(self, token_logits: torch.Tensor) -> torch.Tensor:
-        """Label-token logits at the mask ``[B, T]`` (T = ``len(token_ids)``): already one score per unit."""
-        return token_logits
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Label-token logits at the mask ``[B, T]`` (T = ``len(token_ids)``), or with exact multi-token scoring
+        the words' log-probabilities ``[B, W]``: already one score per unit."""
+        return x
 
     def aggregate(self, logp: torch.Tensor) -> torch.Tensor:
-        """Label-token log-probs ``[B, T]`` -> word scores (:meth:`word_scores`) -> classes (:meth:`combine_words`)."""
+        """Label-token log-probs ``[B, T]`` -> word scores (:meth:`word_scores`) -> classes (:meth:`combine_words`);
+        with exact multi-token scoring the units already are the words."""
+        if self.input == WORD_LOGPROBS:
+            return self.combine_words(logp)
         return self.combine_words(self.word_scores(logp))
 
     def word_logprobs(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, W]``: each label word's normalised log-score from the verbalizer input ``x`` (before calibration
         and aggregation) -- what word-level refinement (KPT) and inspection read, whatever the scoring mode."""
-        return self.word_scores(self.normalize(self.project(x)))
+        logp = self.normalize(self.project(x))
+        return logp if self.input == WORD_LOGPROBS else self.word_scores(logp)
 
     def word_scores(self, logp: torch.Tensor) -> torch.Tensor:
         """``[B, W]``: each label word's score from its sub-tokens (``multi_token``)."""
