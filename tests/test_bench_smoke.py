@@ -37,3 +37,19 @@ def test_promptlearn_side_of_openprompt_comparison(tmp_path):
     res = json.loads(out.read_text())
     assert len(res["predictions"]) == 16 and 0 <= res["accuracy"] <= 1
     assert res["peak_rss_mb"] >= res["rss_before_workload_mb"] > 0
+
+
+def test_multi_token_bench_smoke(tmp_path):
+    """The multi-token benchmark runs, and its check holds on mini-mlm: promptlearn's batched left-to-right scores
+    equal PET-style scoring at batch size 1 with one forward per sub-token (the script exits non-zero otherwise)."""
+    out = tmp_path / "mt.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "multi_token.py"), "--model", str(MINI_MLM), "--data",
+                           str(DATA / "SST-2"), "--n-examples", "8", "--batch-size", "8", "--reps", "1",
+                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["check"]["same_predictions"] and res["check"]["max_abs_diff_word_logprobs"] < 1e-3
+    assert max(len(p) for p in res["splits"].values()) > 1  # the verbalizer really has multi-token words
+    assert res["results"]["pet_per_token"]["forwards"] == 8 * sum(len(p) for p in res["splits"].values())
+    assert set(res["ratios"]) == {"exact_parallel_vs_pet_per_token", "exact_left_to_right_vs_pet_per_token",
+                                  "exact_parallel_vs_one_mask_mean", "exact_parallel_vs_single_token"}
