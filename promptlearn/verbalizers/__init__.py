@@ -21,7 +21,7 @@ from .base import INPUTS, LABEL_LOGITS, MASK_HIDDEN, WORD_LOGPROBS, BaseVerbaliz
 
 __all__ = ["BaseVerbalizer", "VerbalizerError", "VERBALIZERS", "register_verbalizer", "get_verbalizer_class",
            "build_verbalizer", "DEFAULT_TYPE", "ManualVerbalizer", "Verbalizer", "parse_label_words", "LABEL_LOGITS", "MASK_HIDDEN",
-           "WORD_LOGPROBS"]
+           "WORD_LOGPROBS", "SoftVerbalizer"]
 
 VERBALIZERS: Registry = Registry("verbalizer type", BaseVerbalizer, "type", error=VerbalizerError)
 DEFAULT_TYPE = "manual"  # a verbalizer config without `type`
@@ -54,3 +54,7 @@ from .manual import ManualVerbalizer, parse_label_words  # noqa: E402 - register
 
 register_verbalizer(DEFAULT_TYPE)(ManualVerbalizer)
 Verbalizer = ManualVerbalizer  # the default type, under its familiar name
+
+from .soft import SoftVerbalizer  # noqa: E402
+
+register_verbalizer("soft")(SoftVerbalizer)
