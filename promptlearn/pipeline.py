@@ -1,4 +1,4 @@
-"""The pipeline stages of a run: sample -> build -> train -> (calibrate) -> score(split) -> report.
+"""The pipeline stages of a run: sample -> build -> (refine) -> train -> (calibrate) -> score(split) -> report.
 
 Each stage is one function with explicit inputs and outputs, and ``score`` writes an artifact that
 later stages (and later methods: PET scores the unlabelled pool, ensembles merge logits) read:
@@ -26,7 +26,7 @@ from .inference import score_dataset
 from .metrics import compute_metrics
 from .sampler import FewShotSplit, sample_few_shot
 
-__all__ = ["sample", "build", "train", "score", "Scores", "load_scores", "resolve_split", "write_json_atomic",
+__all__ = ["sample", "build", "refine", "train", "score", "Scores", "load_scores", "resolve_split", "write_json_atomic",
            "SCORES_DIR", "DERIVED_SPLITS"]
 
 SCORES_DIR = "scores"
@@ -69,6 +69,24 @@ def build(cfg: Mapping[str, Any], task: Any, strategy: Any, tokenizer: Any = Non
     from .spec import build_model, spec_from_config
 
     return build_model(spec_from_config(cfg, task, strategy), tokenizer=tokenizer, mlm=mlm)
+
+
+def refine(model: torch.nn.Module, task: Any, few: FewShotSplit | None, cfg: Mapping[str, Any],
+           device: torch.device) -> dict[str, Any] | None:
+    """Let a verbalizer that asks for it (``needs_support``, e.g. KPT's frequency refinement) adapt to a support
+    set: ``calibrate_size`` unlabelled pool examples drawn with the run's seed, the few-shot examples excluded
+    (the set ``calibrate=support`` uses); labels are never read.  Returns the verbalizer's report, or None."""
+    from .calibration import support_set
+
+    verbalizer = getattr(model, "verbalizer", None)
+    if verbalizer is None or not verbalizer.needs_support:
+        return None
+    used = (few.train_ids + few.dev_ids) if few is not None else []
+    data = support_set(task.splits["train"], int(cfg.get("calibrate_size", 200)), int(cfg.get("seed", 42)), used)
+    inputs = score_dataset(model, data, int(cfg.get("eval_batch_size", 32)), device,
+                           outputs=("verbalizer_input",))["verbalizer_input"]
+    report = verbalizer.refine(torch.from_numpy(inputs).to(verbalizer.calibration.device))
+    return {"n": len(data), **report}
 
 
 def train(model: torch.nn.Module, few: FewShotSplit | None, strategy: Any, cfg: Mapping[str, Any],

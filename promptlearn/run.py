@@ -147,6 +147,11 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
         log.info("few-shot split K=%d seed=%d: train %d, dev %d, checksum %s", strategy.k_shot, seed, len(few.train),
                  len(few.dev), few.checksum)
 
+    # --- refine: a verbalizer that adapts to unlabelled support examples before training (KPT)
+    refinement = pipeline.refine(model, task, few, c, device)
+    if refinement is not None:
+        log.info("verbalizer refined on %d support examples:\n%s", refinement["n"], model.verbalizer.describe())
+
     # --- train
     t1 = time.perf_counter()
     train_info = pipeline.train(model, few, strategy, c, device, out, task.metric)
@@ -189,6 +194,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
         "label_word_splits": [[cls, w, p] for cls, w, p in getattr(verbalizer, "splits", [])] or None,
         "restricted_head": model.restricted_head,
         "calibration": calibration,
+        "refinement": refinement,
         "metrics": metrics,
         "checksums": checksums,
         "train": train_info,

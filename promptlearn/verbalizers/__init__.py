@@ -21,7 +21,8 @@ from .base import INPUTS, LABEL_LOGITS, MASK_HIDDEN, WORD_LOGPROBS, BaseVerbaliz
 
 __all__ = ["BaseVerbalizer", "VerbalizerError", "VERBALIZERS", "register_verbalizer", "get_verbalizer_class",
            "build_verbalizer", "DEFAULT_TYPE", "ManualVerbalizer", "Verbalizer", "parse_label_words", "LABEL_LOGITS", "MASK_HIDDEN",
-           "WORD_LOGPROBS", "SoftVerbalizer"]
+           "WORD_LOGPROBS", "SoftVerbalizer",
+           "KnowledgeableVerbalizer"]
 
 VERBALIZERS: Registry = Registry("verbalizer type", BaseVerbalizer, "type", error=VerbalizerError)
 DEFAULT_TYPE = "manual"  # a verbalizer config without `type`
@@ -58,3 +59,7 @@ Verbalizer = ManualVerbalizer  # the default type, under its familiar name
 from .soft import SoftVerbalizer  # noqa: E402
 
 register_verbalizer("soft")(SoftVerbalizer)
+
+from .knowledgeable import KnowledgeableVerbalizer  # noqa: E402
+
+register_verbalizer("kpt")(KnowledgeableVerbalizer)

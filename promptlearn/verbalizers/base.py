@@ -112,6 +112,14 @@ class BaseVerbalizer(nn.Module):
         tok = getattr(self, "_tokenizer", None)
         return copy.deepcopy(self, memo={id(tok): tok} if tok is not None else None)
 
+    #: the verbalizer refines itself on a support set of unlabelled task examples before training (KPT); the
+    #: pipeline's ``refine`` stage measures the verbalizer inputs there and calls :meth:`refine`
+    needs_support: ClassVar[bool] = False
+
+    def refine(self, inputs: torch.Tensor) -> dict[str, Any]:
+        """Adapt to the verbalizer inputs of support examples (``[N, ...]``); returns a report (JSON-able)."""
+        return {}
+
     #: exact multi-token scoring (``input == word_logprobs``): the words and how to fill their masks
     mask_plan: Any = None
 
