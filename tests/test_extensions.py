@@ -108,5 +108,7 @@ def test_no_strategy_or_verbalizer_names_outside_their_registries(module):
         if isinstance(node, ast.FunctionDef) and node.name.startswith("_upgrade"):
             node.body = []
     names = set(STRATEGIES) | set(VERBALIZERS)
+    if module == "template.py":  # the template language's own piece kinds ({soft} tokens), not the `soft` verbalizer
+        names -= {"text", "field", "mask", "soft", "sep"}
     literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     assert not [s for s in literals if s in names], f"{module} names a strategy/verbalizer type"
