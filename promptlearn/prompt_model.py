@@ -243,15 +243,7 @@ class PromptModel(BaseModel):
         if plan is not None:  # exact multi-token words: every example in every mask variant, one forward
             tok = self.template.tokenizer
             ids, mask_pos = expand_batch(ids, mask_pos, plan, tok.mask_token_id, tok.pad_token_id or 0)
-        inputs = {k: v for k, v in ids.items() if k not in ("input_ids", "soft_ids")}
-        if use_soft:
-            inputs["inputs_embeds"] = self.embed(ids["input_ids"], ids["soft_ids"])
-        else:
-            inputs["input_ids"] = ids["input_ids"]
-        # deep prompts (P-tuning v2): per-layer key/value prefixes enter as past_key_values with the
-        # attention mask extended over them (see DeepPrompt.prefix_context); mask_pos is unchanged
-        apply_prefix = getattr(self.soft_prompt, "prefix_context", None)
-        with (apply_prefix(self.backbone, inputs) if apply_prefix is not None else nullcontext(inputs)) as inputs:
+        with self._encoder_inputs(ids) as inputs:
             if plan is not None:
                 vocab = self._at_mask(inputs, mask_pos, self.restricted_head, read="vocab")  # [V*B, P, vocab]
                 logp = torch.log_softmax(vocab.float(), -1)
@@ -264,6 +256,31 @@ class PromptModel(BaseModel):
         if self.verbalizer.input == LABEL_LOGITS:
             return PromptOutput(logits=logits, token_logits=x)
         return PromptOutput(logits=logits, hidden=x)
+
+    def _encoder_inputs(self, ids: dict[str, torch.Tensor]) -> Any:
+        """A context giving the backbone's keyword inputs: soft tokens injected as ``inputs_embeds``; deep prompts
+        (P-tuning v2) add per-layer key/value prefixes as past_key_values with the attention mask extended over
+        them (see DeepPrompt.prefix_context) -- mask positions are unchanged."""
+        inputs = {k: v for k, v in ids.items() if k not in ("input_ids", "soft_ids")}
+        if "soft_ids" in ids:
+            inputs["inputs_embeds"] = self.embed(ids["input_ids"], ids["soft_ids"])
+        else:
+            inputs["input_ids"] = ids["input_ids"]
+        apply_prefix = getattr(self.soft_prompt, "prefix_context", None)
+        return apply_prefix(self.backbone, inputs) if apply_prefix is not None else nullcontext(inputs)
+
+    def vocab_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask_pos: torch.Tensor,
+                     token_type_ids: torch.Tensor | None = None, soft_ids: torch.Tensor | None = None,
+                     **_: Any) -> torch.Tensor:
+        """The LM's full-vocabulary logits at the template's mask ``[B, V]`` (soft and deep prompts applied), for
+        methods that look beyond the label words (label-word search, word proposals)."""
+        ids: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            ids["token_type_ids"] = token_type_ids
+        if soft_ids is not None and self.soft_prompt is not None and self.template.has_soft_tokens:
+            ids["soft_ids"] = soft_ids
+        with self._encoder_inputs(ids) as inputs:
+            return self._at_mask(inputs, mask_pos, self.restricted_head, read="vocab")[:, 0]
 
     @classmethod
     def from_spec(cls, spec: Any, tokenizer: Any = None, mlm: nn.Module | None = None,
