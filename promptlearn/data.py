@@ -121,13 +121,16 @@ class Batches:
     """
 
     def __init__(self, encoded: Any, batch_size: int, pad_token_id: int | None, order: str = "sequential",
-                 seed: int = 0, pad_to_multiple_of: int | None = None, draw_base_seed: bool = False):
+                 seed: int = 0, pad_to_multiple_of: int | None = None, draw_base_seed: bool = False,
+                 epoch_data: Any = None):
         if order not in ("sequential", "length", "shuffle"):
             raise ValueError(f"order must be sequential, length or shuffle, got {order!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
-        cols = [c for c in (*MODEL_COLUMNS, "label") if c in encoded.column_names]
-        self.rows = encoded.with_format(None, columns=cols)
+        # epoch_data(epoch) -> encoded dataset (shuffle only): the rows change every epoch (re-sampled
+        # demonstrations); same number of rows, same labels
+        self.epoch_data = epoch_data
+        self.rows = self._rows(encoded)
         self.n = len(encoded)
         self.mode = order
         self.seed = seed
@@ -141,6 +144,17 @@ class Batches:
         self.draw_base_seed = draw_base_seed
         self.epoch, self.pos = 0, 0
         self._perm = self._permutation() if order == "shuffle" else None
+
+    @staticmethod
+    def _rows(encoded: Any) -> Any:
+        cols = [c for c in (*MODEL_COLUMNS, "label") if c in encoded.column_names]
+        return encoded.with_format(None, columns=cols)
+
+    def _set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._perm = self._permutation()
+        if self.epoch_data is not None:
+            self.rows = self._rows(self.epoch_data(epoch))
 
     # ------------------------------------------------------------------ one pass (sequential / length)
     def __len__(self) -> int:
@@ -172,14 +186,14 @@ class Batches:
         return {"epoch": self.epoch, "pos": self.pos}
 
     def load(self, state: dict[str, int]) -> None:
-        self.epoch, self.pos = state["epoch"], state["pos"]
-        self._perm = self._permutation()
+        self.pos = state["pos"]
+        self._set_epoch(state["epoch"])
 
     def _endless(self) -> Iterator[dict[str, torch.Tensor]]:
         while True:
             if self.pos + self.batch_size > self.n:  # drop the ragged tail; next epoch
-                self.epoch, self.pos = self.epoch + 1, 0
-                self._perm = self._permutation()
+                self.pos = 0
+                self._set_epoch(self.epoch + 1)
             idx = self._perm[self.pos: self.pos + self.batch_size]
             self.pos += self.batch_size
             yield self.collate([self.rows[i] for i in idx])

@@ -90,14 +90,15 @@ def refine(model: torch.nn.Module, task: Any, few: FewShotSplit | None, cfg: Map
 
 
 def train(model: torch.nn.Module, few: FewShotSplit | None, strategy: Any, cfg: Mapping[str, Any],
-          device: torch.device, output_dir: str | Path | None, metric: str) -> dict[str, Any]:
-    """Train with the strategy (nothing for strategies that train nothing)."""
+          device: torch.device, output_dir: str | Path | None, metric: str, augment: Any = None) -> dict[str, Any]:
+    """Train with the strategy (nothing for strategies that train nothing); ``augment``: see the trainer."""
     if not strategy.needs_training:
         return {}
     from .trainer import train as run_trainer
 
     return run_trainer(model, few, strategy, cfg, device=device, output_dir=output_dir, main_metric=metric,
-                       remove_checkpoint=False)  # run_experiment removes it once results.json is written
+                       remove_checkpoint=False,  # run_experiment removes it once results.json is written
+                       augment=augment)
 
 
 def resolve_split(task: Any, name: str, few: FewShotSplit | None) -> Any:
@@ -121,11 +122,16 @@ def resolve_split(task: Any, name: str, few: FewShotSplit | None) -> Any:
 def score(model: torch.nn.Module, dataset: Any, split: str, device: torch.device, batch_size: int = 32,
           metric: str = "accuracy", output_dir: str | Path | None = None, progress: bool = False,
           transform: Callable[[Any], Any] | None = None) -> Scores:
-    """Class scores for every example of ``dataset`` (labelled or not); writes ``scores/<split>.npz``."""
-    if transform is not None:
-        dataset = transform(dataset)
-    out = score_dataset(model, dataset, batch_size, device, progress=progress, desc=f"scoring {split}")
-    logits = out["logits"]
+    """Class scores for every example of ``dataset`` (labelled or not); writes ``scores/<split>.npz``.
+
+    ``transform(dataset)`` may return one dataset or a list of them (demonstration sets): then each is
+    scored and the class log-scores are averaged; an example counts as truncated if it was in any set."""
+    sets = transform(dataset) if transform is not None else dataset
+    sets = sets if isinstance(sets, list) else [sets]
+    outs = [score_dataset(model, d, batch_size, device, progress=progress, desc=f"scoring {split}") for d in sets]
+    logits = outs[0]["logits"] if len(outs) == 1 else sum(o["logits"] for o in outs) / len(outs)
+    out = {"n_truncated": np.max([o["n_truncated"] for o in outs], axis=0)}
+    dataset = sets[0]
     labelled = "label" in dataset.column_names
     labels = np.asarray(dataset["label"][:], dtype=np.int64) if labelled else None
     idx = np.asarray(dataset["idx"][:]) if "idx" in dataset.column_names else np.arange(len(dataset))

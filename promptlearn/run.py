@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import pipeline
+from . import demonstrations, pipeline
 from .backbone import ModelLoadError
 from .calibration import calibrate as calibrate_model, requested as requested_calibration
 from .errors import ConfigError, PromptlearnError
@@ -121,7 +121,12 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     device = resolve_device(c.get("device"))
     out = Path(output_dir) if output_dir is not None else None
 
-    # --- build: the model from its spec
+    # --- build: the model from its spec (with demonstrations, the template gets their slots)
+    demo_cfg = c.get("demonstrations") or {}
+    query_template = c.get("template") or task.template
+    if demonstrations.enabled(demo_cfg):
+        n_demos = len(task.labels) * int(demo_cfg.get("per_class", 1))
+        c = {**c, "template": demonstrations.demo_template_text(query_template, n_demos)}
     model = pipeline.build(c, task, strategy, tokenizer, mlm)
     model.to(device)
     template, verbalizer = model.template, getattr(model, "verbalizer", None)
@@ -136,15 +141,14 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     test = task.splits[split_name]
     if c.get("limit"):
         test = test.select(range(min(int(c["limit"]), len(test))))
-    log.info("first %s example as the model sees it:\n  %s", split_name,
-             template.tokenizer.decode(template.encode(test[0])["input_ids"]))
 
     # --- sample
     checksums = {f"{split_name}_ids": ids_checksum(test["idx"][:])}
-    few = pipeline.sample(task, strategy.k_shot, seed)
+    k_shot = strategy.k_shot or (int(demo_cfg.get("k_shot", 16)) if demonstrations.enabled(demo_cfg) else 0)
+    few = pipeline.sample(task, k_shot, seed)
     if few is not None:
         checksums["few_shot"] = few.checksum
-        log.info("few-shot split K=%d seed=%d: train %d, dev %d, checksum %s", strategy.k_shot, seed, len(few.train),
+        log.info("few-shot split K=%d seed=%d: train %d, dev %d, checksum %s", k_shot, seed, len(few.train),
                  len(few.dev), few.checksum)
 
     # --- refine: a verbalizer that adapts to unlabelled support examples before training (KPT)
@@ -154,7 +158,15 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
 
     # --- train
     t1 = time.perf_counter()
-    train_info = pipeline.train(model, few, strategy, c, device, out, task.metric)
+    demos = demonstrations.from_config(demo_cfg, query_template, model, few.train if few else None, seed)
+    if demos is not None:
+        log.info("demonstrations: %d per input (%d per class, filter %s), %d sets averaged at test time; e.g. %r",
+                 demos.n_demos, demos.per_class, demos.filter, demos.num_sets, demos.support_demo[0])
+    first = demos.apply(test.select([0]), demonstrations.FIRST_SET_EVAL) if demos is not None else test
+    log.info("first %s example as the model sees it:\n  %s", split_name,
+             template.tokenizer.decode(template.encode(first[0])["input_ids"]))
+    train_info = pipeline.train(model, few, strategy, c, device, out, task.metric, augment=demos)
+    transform = demos.eval_sets if demos is not None else None
     t_train = time.perf_counter() - t1
 
     # --- calibrate (on the final model)
@@ -171,13 +183,13 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     t2 = time.perf_counter()
     batch_size = int(c.get("eval_batch_size", 32))
     scored = pipeline.score(model, test, split_name, device, batch_size=batch_size, metric=task.metric,
-                            output_dir=out, progress=c.get("progress", True))
+                            output_dir=out, progress=c.get("progress", True), transform=transform)
     t_eval = time.perf_counter() - t2
     metrics = scored.metrics
     other_scores = {}
     for name in c.get("score_splits") or []:
         s = pipeline.score(model, pipeline.resolve_split(task, name, few), name, device, batch_size=batch_size,
-                           metric=task.metric, output_dir=out, progress=c.get("progress", True))
+                           metric=task.metric, output_dir=out, progress=c.get("progress", True), transform=transform)
         other_scores[name] = {"n": len(s.idx), "path": str(s.path) if s.path else None, "metrics": s.metrics}
 
     # --- report
@@ -186,7 +198,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
         "strategy": strategy.name,
         "model": c.get("model", {}).get("name_or_path"),
         "seed": seed,
-        "k_shot": strategy.k_shot,
+        "k_shot": k_shot,
         "split": split_name,
         "template": template.text,
         "verbalizer": getattr(verbalizer, "label_words", None) if verbalizer is not None else None,
@@ -195,6 +207,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
         "restricted_head": model.restricted_head,
         "calibration": calibration,
         "refinement": refinement,
+        "demonstrations": {**demo_cfg, "n_demos": demos.n_demos} if demos is not None else None,
         "metrics": metrics,
         "checksums": checksums,
         "train": train_info,

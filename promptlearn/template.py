@@ -35,7 +35,7 @@ from .errors import PromptlearnError
 __all__ = ["Template", "TemplateError", "Piece", "SoftSpec", "resolve_prefix_space", "is_space_sensitive"]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_FIELD_MODIFIERS = {"shortenable", "lower", "upper", "nopunct"}
+_FIELD_MODIFIERS = {"shortenable", "lower", "upper", "nopunct", "cutfirst"}
 _RESERVED = {"mask", "sep", "soft"}
 
 
@@ -54,6 +54,7 @@ class Piece:
     lower: bool = False
     upper: bool = False
     nopunct: bool = False
+    cutfirst: bool = False  # shortenable, and cut before every other slot (demonstrations before the query)
     n: int = 1  # number of soft tokens (kind == "soft")
     soft_id: str | None = None
 
@@ -448,7 +449,7 @@ class Template:
         return out
 
     def _shortenable(self, p: Piece) -> bool:
-        return p.kind == "field" and (p.shortenable or self._implicit_shortenable)
+        return p.kind == "field" and (p.shortenable or p.cutfirst or self._implicit_shortenable)
 
     def _assemble(self, ids_per_piece: list[list[int]]) -> dict[str, Any]:
         ids_per_piece = [list(x) for x in ids_per_piece]
@@ -466,14 +467,18 @@ class Template:
                 raise TemplateError(
                     f"template {self.name!r}: an example needs {total} tokens but max_length is {self.max_length} and "
                     f"the shortenable slots hold only {room}; fix: mark more slots |shortenable or raise max_length")
-            while cut < excess:  # cut the longest shortenable slot, one token at a time
-                i = max(cand, key=lambda c: (lengths[c], -c))
+            first = [i for i in cand if self.pieces[i].cutfirst]
+            while cut < excess:  # cut the longest shortenable slot, one token at a time (|cutfirst slots first)
+                pool = [c for c in first if lengths[c] > 0] or cand
+                i = max(pool, key=lambda c: (lengths[c], -c))
                 lengths[i] -= 1
                 cut += 1
             for i in cand:
                 if lengths[i] < len(ids_per_piece[i]):
                     x = ids_per_piece[i]
-                    ids_per_piece[i] = x[: lengths[i]] if self.truncate == "tail" else x[len(x) - lengths[i]:]
+                    # a |cutfirst slot (a demonstration) loses its beginning: its end holds its label word
+                    tail = self.truncate == "tail" and not self.pieces[i].cutfirst
+                    ids_per_piece[i] = x[: lengths[i]] if tail else x[len(x) - lengths[i]:]
         segs: list[list[tuple[int, int]]] = [[]]  # (token id, soft index or 0)
         soft_iter = iter(self._soft_slots)
         unk = self.tokenizer.unk_token_id

@@ -120,16 +120,23 @@ def _save_checkpoint(path: Path | None, **state: Any) -> None:
     tmp.replace(path)
 
 
-def _dev_metric(model: nn.Module, dev_batches: Batches, dev_labels: list[int], device: torch.device,
+def _dev_metric(model: nn.Module, dev_batches: Batches | list[Batches], dev_labels: list[int], device: torch.device,
                 metric: str) -> float:
-    scores = predict_scores(model, dev_batches, device, progress=False)
+    """The dev metric; several batchers (demonstration sets) are scored and their class scores averaged."""
+    sets = dev_batches if isinstance(dev_batches, list) else [dev_batches]
+    scores = [predict_scores(model, b, device, progress=False) for b in sets]
+    scores = scores[0] if len(scores) == 1 else sum(scores) / len(scores)
     return compute_metrics(dev_labels, scores.argmax(-1), metric)["main"]
 
 
 def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cfg: Mapping[str, Any],
           device: torch.device, output_dir: str | Path | None = None, main_metric: str = "accuracy",
-          remove_checkpoint: bool = True) -> dict[str, Any]:
+          remove_checkpoint: bool = True, augment: Any = None) -> dict[str, Any]:
     """Train ``model`` on ``few.train`` with ``strategy``, select on ``few.dev``; leaves the best state loaded.
+
+    ``augment`` (e.g. :class:`promptlearn.demonstrations.Demonstrations`) rewrites examples before they are
+    encoded: ``augment.train_set(dataset, epoch)`` for each training epoch, ``augment.dev_eval_sets(dataset)``
+    for the dev sets whose scores are averaged.
 
     ``remove_checkpoint=False`` leaves ``checkpoint.pt`` for the caller to remove once its own results are
     safely written (the CLI does, so an interrupt while scoring test can still resume)."""
@@ -161,10 +168,22 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     # --- data: endless seeded training batches, length-sorted dev batches
     template = model.template
     pad_id = template.tokenizer.pad_token_id
-    train_enc = encode_dataset(few.train, template, desc="tokenising train")
-    dev_enc = encode_dataset(few.dev, template, desc="tokenising dev")
-    batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed)
-    dev_batches = Batches(dev_enc, int(cfg.get("eval_batch_size", 32)), pad_id, order="length", draw_base_seed=True)
+    if augment is None:
+        train_enc = encode_dataset(few.train, template, desc="tokenising train")
+        dev_enc = encode_dataset(few.dev, template, desc="tokenising dev")
+        batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed)
+        dev_batches: Any = Batches(dev_enc, int(cfg.get("eval_batch_size", 32)), pad_id, order="length",
+                                   draw_base_seed=True)
+    else:
+        def epoch_data(epoch: int) -> Any:
+            return encode_dataset(augment.train_set(few.train, epoch), template, desc=f"tokenising train {epoch}")
+
+        train_enc = epoch_data(0)
+        batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed, epoch_data=epoch_data)
+        dev_encs = [encode_dataset(d, template, desc="tokenising dev") for d in augment.dev_eval_sets(few.dev)]
+        dev_batches = [Batches(e, int(cfg.get("eval_batch_size", 32)), pad_id, order="length", draw_base_seed=i == 0)
+                       for i, e in enumerate(dev_encs)]
+        dev_enc = dev_encs[0]
     dev_labels = dev_enc["label"][:]
 
     # --- optimisation

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["Opt", "TOP_LEVEL", "STRATEGY", "check_config", "check_against_task"]
+__all__ = ["Opt", "TOP_LEVEL", "STRATEGY", "DEMONSTRATIONS", "check_config", "check_against_task"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,16 @@ STRATEGY: tuple[Opt, ...] = (
     Opt("prompt_encoder", dict, "strategy.prompt_encoder.type=lstm", nullable=True),
 )
 
+DEMONSTRATIONS: tuple[Opt, ...] = (
+    Opt("enabled", bool, "demonstrations=lm_bff (or demonstrations=none)"),
+    Opt("per_class", int, "demonstrations.per_class=1", min=1),
+    Opt("filter", str, "demonstrations.filter=tfidf", choices=("none", "tfidf")),
+    Opt("top_fraction", float, "demonstrations.top_fraction=0.5", min=0.01, max=1),
+    Opt("num_sets", int, "demonstrations.num_sets=16", min=1),
+    Opt("dev_sets", int, "demonstrations.dev_sets=4", min=1, nullable=True),
+    Opt("k_shot", int, "demonstrations.k_shot=16", min=1),
+)
+
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -124,6 +134,22 @@ def check_config(c: Mapping[str, Any]) -> Any:
     for opt in STRATEGY:
         if opt.key in strategy:
             opt.check(strategy[opt.key], "strategy.")
+    demos = c.get("demonstrations") or {}
+    for opt in DEMONSTRATIONS:
+        if opt.key in demos:
+            opt.check(demos[opt.key], "demonstrations.")
+    if demos.get("enabled"):
+        from .calibration import requested
+        from .verbalizers import get_verbalizer_class
+
+        if requested(c.get("calibrate")):
+            raise ConfigError(f"calibrate={c.get('calibrate')} with demonstrations: the calibration inputs have no "
+                              "demonstrations, so their prior would not match the scored inputs; fix: calibrate=false "
+                              "(or demonstrations=none)")
+        vtype = (c.get("verbalizer") or {}).get("type") if isinstance(c.get("verbalizer"), Mapping) else None
+        if get_verbalizer_class(vtype).needs_support:
+            raise ConfigError(f"verbalizer {vtype!r} refines itself on support examples, which have no "
+                              "demonstrations; fix: demonstrations=none, or another verbalizer")
     _check_device(str(c.get("device", "auto")))
     model = c.get("model") or {}
     if not model.get("name_or_path"):
