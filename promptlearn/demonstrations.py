@@ -61,9 +61,7 @@ def render_demo(template: Any, example: Mapping[str, Any], word: str) -> str:
             parts.append(s + word)
         elif p.kind == "sep":
             parts.append(" ")
-        elif p.kind == "soft":
-            parts.append(s)
-        else:
+        else:  # text and fields; a soft slot contributes only its spacing
             parts.append(s)
     return re.sub(r"\s+", " ", "".join(parts)).strip()
 
