@@ -155,10 +155,12 @@ def write_verbalizer(words: Mapping[str, str], config_dir: Path, name: str = "se
     """``<config_dir>/verbalizer/<name>.yaml``: a manual verbalizer config the run command accepts."""
     import yaml
 
+    from .verbalizers import DEFAULT_TYPE  # the searched words are plain label words: the default (manual) type
+
     d = Path(config_dir) / "verbalizer"
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.yaml"
-    body = yaml.safe_dump({"type": "manual", "label_words": {k: str(v) for k, v in words.items()}},
+    body = yaml.safe_dump({"type": DEFAULT_TYPE, "label_words": {k: str(v) for k, v in words.items()}},
                           sort_keys=False, allow_unicode=True)
     path.write_text((f"# {note}\n" if note else "") + body)
     return path
