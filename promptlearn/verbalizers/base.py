@@ -100,6 +100,17 @@ class BaseVerbalizer(nn.Module):
         initialise themselves from it (a soft head from the label words' output-embedding rows)."""
         raise NotImplementedError
 
+    @classmethod
+    def options(cls, cfg: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
+        """``cfg`` without ``type`` / ``label_words`` / ``labels``; an option not in ``known`` is an error naming the
+        options this type accepts (every ``from_config`` checks its config this way)."""
+        opts = {k: v for k, v in cfg.items() if k not in ("type", "label_words", "labels")}
+        unknown = set(opts) - known
+        if unknown:
+            raise VerbalizerError(f"verbalizer options {sorted(unknown)} are unknown to the {cls.type} verbalizer; "
+                                  f"fix: use label_words and {sorted(known)}")
+        return opts
+
     def bind(self, template: Any) -> "BaseVerbalizer":
         """The model's own copy of this verbalizer, adapted to ``template`` (``self`` is never changed).
 

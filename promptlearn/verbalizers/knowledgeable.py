@@ -187,13 +187,10 @@ class KnowledgeableVerbalizer(ManualVerbalizer):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                     template: Any = None, name: str | None = None, mlm: Any = None) -> "KnowledgeableVerbalizer":
-        opts = {k: v for k, v in cfg.items() if k not in ("type", "label_words", "labels", "words_source")}
-        known = {"words", "cut_off", "learn_weights", "refined", "aggregation", "multi_token", "prefix_space",
-                 "max_subtokens", "allow_shared", "multi_token_reduce", "multi_token_fill"}
-        unknown = set(opts) - known
-        if unknown:
-            raise VerbalizerError(f"verbalizer options {sorted(unknown)} are unknown to the kpt verbalizer; "
-                                  f"fix: use label_words and {sorted(known)}")
+        opts = cls.options(cfg, {"words", "words_source", "cut_off", "learn_weights", "refined", "aggregation",
+                                 "multi_token", "prefix_space", "max_subtokens", "allow_shared", "multi_token_reduce",
+                                 "multi_token_fill"})
+        opts.pop("words_source", None)  # where the words came from (informational)
         opts.pop("allow_shared", None)  # shared words are dropped, never allowed
         return cls(cfg.get("label_words"), tokenizer, labels=labels or cfg.get("labels"), template=template,
                    name=name, **opts)

@@ -226,13 +226,8 @@ class ManualVerbalizer(BaseVerbalizer):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                     template: Any = None, name: str | None = None, mlm: Any = None) -> "ManualVerbalizer":
-        opts = {k: v for k, v in cfg.items() if k not in ("type", "label_words", "labels")}
-        known = {"aggregation", "multi_token", "prefix_space", "max_subtokens", "allow_shared", "multi_token_reduce",
-                 "multi_token_fill"}
-        unknown = set(opts) - known
-        if unknown:
-            raise VerbalizerError(f"verbalizer options {sorted(unknown)} are unknown to the {cls.type} verbalizer; "
-                                  f"fix: use label_words and {sorted(known)}")
+        opts = cls.options(cfg, {"aggregation", "multi_token", "prefix_space", "max_subtokens", "allow_shared",
+                                 "multi_token_reduce", "multi_token_fill"})
         if cfg.get("label_words") is None:
             raise VerbalizerError("the manual verbalizer needs label_words (class -> word or list of words)")
         return cls(cfg["label_words"], tokenizer, labels=labels or cfg.get("labels"), name=name, template=template,

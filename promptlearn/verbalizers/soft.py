@@ -100,16 +100,11 @@ class SoftVerbalizer(BaseVerbalizer):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                     template: Any = None, name: str | None = None, mlm: nn.Module | None = None) -> "SoftVerbalizer":
-        known = {"type", "label_words", "labels", "prefix_space", "hidden_size"}
-        unknown = set(cfg) - known
-        if unknown:
-            raise VerbalizerError(f"verbalizer options {sorted(unknown)} are unknown to the soft verbalizer; "
-                                  f"fix: use {sorted(known - {'type', 'labels'})}")
+        opts = cls.options(cfg, {"prefix_space", "hidden_size"})
         if cfg.get("label_words") is None:
             raise VerbalizerError("the soft verbalizer needs label_words (they initialise the head)")
-        return cls(cfg["label_words"], tokenizer, mlm=mlm, labels=labels or cfg.get("labels"),
-                   prefix_space=cfg.get("prefix_space", "auto"), template=template, name=name,
-                   hidden_size=cfg.get("hidden_size"))
+        return cls(cfg["label_words"], tokenizer, mlm=mlm, labels=labels or cfg.get("labels"), template=template,
+                   name=name, **opts)
 
     def bind(self, template: Any) -> "SoftVerbalizer":
         wanted = resolve_prefix_space(self.prefix_space_option, self._tokenizer, template)
