@@ -2,7 +2,8 @@
 
 A run is the pipeline stages of :mod:`promptlearn.pipeline`, in order::
 
-    task -> sample (few-shot split) -> build (spec -> model) -> train (strategy) -> calibrate
+    task -> build (spec -> model) -> sample (few-shot split) -> refine (verbalizer, e.g. KPT)
+         -> demonstrations (optional) -> train (strategy) -> calibrate
          -> score (eval split + score_splits) -> results.json, predictions.jsonl, scores/<split>.npz
 
 Nothing here depends on which strategy or verbalizer runs: both come from registries
@@ -156,8 +157,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     if refinement is not None:
         log.info("verbalizer refined on %d support examples:\n%s", refinement["n"], model.verbalizer.describe())
 
-    # --- train
-    t1 = time.perf_counter()
+    # --- demonstrations (LM-BFF): drawn from the few-shot train set
     demos = demonstrations.from_config(demo_cfg, query_template, model, few.train if few else None, seed)
     if demos is not None:
         log.info("demonstrations: %d per input (%d per class, filter %s), %d sets averaged at test time; e.g. %r",
@@ -165,8 +165,11 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     first = demos.apply(test.select([0]), demonstrations.FIRST_SET_EVAL) if demos is not None else test
     log.info("first %s example as the model sees it:\n  %s", split_name,
              template.tokenizer.decode(template.encode(first[0])["input_ids"]))
-    train_info = pipeline.train(model, few, strategy, c, device, out, task.metric, augment=demos)
     transform = demos.eval_sets if demos is not None else None
+
+    # --- train
+    t1 = time.perf_counter()
+    train_info = pipeline.train(model, few, strategy, c, device, out, task.metric, augment=demos)
     t_train = time.perf_counter() - t1
 
     # --- calibrate (on the final model)
