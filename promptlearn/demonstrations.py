@@ -24,6 +24,12 @@ test split -- averages the class log-probabilities over ``num_sets`` (16, as LM-
 sets (sets 1000, 1001, ...; dev uses ``dev_sets``, default ``num_sets``); the average decides the
 prediction.  ``tuning_free`` + demonstrations is in-context learning (GPT-3 style): the K-shot train
 set (``k_shot`` per class, drawn as the trained strategies draw it) only provides demonstrations.
+
+**Saved with the model.**  The run hands its :class:`Demonstrations` to the model
+(``model.use_demonstrations``); :meth:`Demonstrations.config` -- the query template, the label words, the
+seed, the options and the support rows themselves (K per class: a few KB) -- is the spec's
+``demonstrations`` entry, :func:`from_spec` rebuilds it, and ``predict`` on a reloaded model appends the
+same kind of demonstrations and averages ``num_sets`` sets, as the run's test scoring did.
 """
 
 from __future__ import annotations
@@ -66,18 +72,36 @@ def render_demo(template: Any, example: Mapping[str, Any], word: str) -> str:
     return re.sub(r"\s+", " ", "".join(parts)).strip()
 
 
-def _tfidf(texts: Sequence[str]) -> np.ndarray:
-    """L2-normalised TF-IDF rows (lower-cased word tokens; smooth idf)."""
-    docs = [re.findall(r"\w+", t.lower()) for t in texts]
-    vocab = {w: i for i, w in enumerate(sorted({w for d in docs for w in d}))}
-    m = np.zeros((len(docs), max(len(vocab), 1)), dtype=np.float64)
-    for r, d in enumerate(docs):
-        for w in d:
-            m[r, vocab[w]] += 1.0
-    df = (m > 0).sum(0)
-    m *= np.log((1 + len(docs)) / (1 + df)) + 1.0
-    norm = np.linalg.norm(m, axis=1, keepdims=True)
-    return m / np.where(norm == 0, 1.0, norm)
+class _TfIdf:
+    """TF-IDF fitted on the support texts only (lower-cased word tokens; smooth idf; L2-normalised rows), so
+    a query's similarities to the support examples depend on the query and the support set alone -- never
+    on which other examples are scored with it.  Queries are projected word by word (no dense query matrix)."""
+
+    def __init__(self, support_texts: Sequence[str]):
+        docs = [re.findall(r"\w+", t.lower()) for t in support_texts]
+        self.vocab = {w: i for i, w in enumerate(sorted({w for d in docs for w in d}))}
+        m = np.zeros((len(docs), max(len(self.vocab), 1)), dtype=np.float64)
+        for r, d in enumerate(docs):
+            for w in d:
+                m[r, self.vocab[w]] += 1.0
+        df = (m > 0).sum(0)
+        self.idf = np.log((1 + len(docs)) / (1 + df)) + 1.0
+        m *= self.idf
+        norm = np.linalg.norm(m, axis=1, keepdims=True)
+        self.support = m / np.where(norm == 0, 1.0, norm)  # [S, V_support]
+
+    def similarities(self, text: str) -> np.ndarray:
+        """Cosine similarity of ``text`` to every support example ``[S]`` (words unknown to the support set
+        cannot match, and only scale the query's norm, which the ranking does not depend on)."""
+        counts: dict[int, float] = {}
+        for w in re.findall(r"\w+", text.lower()):
+            if w in self.vocab:
+                counts[self.vocab[w]] = counts.get(self.vocab[w], 0.0) + 1.0
+        if not counts:
+            return np.zeros(self.support.shape[0])
+        cols = np.fromiter(counts, dtype=np.int64)
+        weights = np.fromiter(counts.values(), dtype=np.float64) * self.idf[cols]
+        return self.support[:, cols] @ (weights / np.linalg.norm(weights))
 
 
 class Demonstrations:
@@ -98,10 +122,13 @@ class Demonstrations:
         self.dev_sets = int(dev_sets or num_sets)
         self.fields = list(template.fields)
         rows = support.to_list()
+        self.support_rows = [{**{f: r.get(f) for f in self.fields}, "label": int(r["label"]),
+                              "idx": int(r.get("idx", i))} for i, r in enumerate(rows)]
         self.support_idx = np.asarray([int(r.get("idx", i)) for i, r in enumerate(rows)])
         self.support_label = np.asarray([int(r["label"]) for r in rows])
         self.support_text = [self._text(r) for r in rows]
         self.support_demo = [render_demo(template, r, self.words[int(r["label"])]) for r in rows]
+        self._tfidf = _TfIdf(self.support_text) if filter == "tfidf" else None
 
     @property
     def n_demos(self) -> int:
@@ -114,14 +141,14 @@ class Demonstrations:
         """``dataset`` with the demonstration columns of set ``set_index``."""
         rows = dataset.select_columns([c for c in self.fields + ["idx"] if c in dataset.column_names]).to_list()
         texts = [self._text(r) for r in rows]
-        sims = None
-        if self.filter == "tfidf":
-            m = _tfidf(texts + self.support_text)
-            sims = m[: len(texts)] @ m[len(texts):].T
+        sims = np.stack([self._tfidf.similarities(t) for t in texts]) if self._tfidf is not None and texts else None
         cols: list[list[str]] = [[] for _ in range(self.n_demos)]
         for j, r in enumerate(rows):
-            idx = int(r.get("idx", j))
-            rng = np.random.default_rng([self.seed, int(set_index), idx])
+            # a row with an id is seeded by it (and never demonstrated by the support example of that id); rows
+            # without one (predict's raw inputs) by their position, in a stream of their own
+            idx = int(r["idx"]) if r.get("idx") is not None else None
+            rng = np.random.default_rng([self.seed, int(set_index), idx] if idx is not None
+                                        else [self.seed, int(set_index), 0, j])
             for c in range(len(self.words)):
                 cand = [i for i in np.flatnonzero(self.support_label == c)
                         if self.support_idx[i] != idx and self.support_text[i] != texts[j]]
@@ -140,6 +167,12 @@ class Demonstrations:
                 out = out.remove_columns(name)
             out = out.add_column(name, col)
         return out
+
+    def config(self) -> dict[str, Any]:
+        """Everything that rebuilds these demonstrations (JSON-able; the spec's ``demonstrations``)."""
+        return {"query_template": self.template.text, "label_words": list(self.words), "seed": self.seed,
+                "per_class": self.per_class, "filter": self.filter, "top_fraction": self.top_fraction,
+                "num_sets": self.num_sets, "dev_sets": self.dev_sets, "support": list(self.support_rows)}
 
     def train_set(self, dataset: Any, epoch: int) -> Any:
         return self.apply(dataset, epoch)
@@ -171,3 +204,17 @@ def from_config(cfg: Mapping[str, Any] | None, template_text: str, model: Any, s
     return Demonstrations(query, first, support, seed, per_class=int(c.get("per_class", 1)),
                           filter=str(c.get("filter", "none")), top_fraction=float(c.get("top_fraction", 0.5)),
                           num_sets=int(c.get("num_sets", 16)), dev_sets=c.get("dev_sets"))
+
+
+def from_spec(cfg: Mapping[str, Any], template: Any) -> Demonstrations:
+    """Rebuild saved demonstrations (:meth:`Demonstrations.config`) for a model whose ``template`` has the slots."""
+    from datasets import Dataset
+
+    from .template import Template
+
+    query = Template(cfg["query_template"], template.tokenizer, max_length=template.max_length,
+                     truncate=template.truncate)
+    return Demonstrations(query, cfg["label_words"], Dataset.from_list(list(cfg["support"])), int(cfg["seed"]),
+                          per_class=int(cfg["per_class"]), filter=str(cfg["filter"]),
+                          top_fraction=float(cfg["top_fraction"]), num_sets=int(cfg["num_sets"]),
+                          dev_sets=cfg.get("dev_sets"))

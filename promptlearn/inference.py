@@ -6,7 +6,8 @@ the pipeline's ``score`` stage and the benchmarks all run :func:`infer` over :cl
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from types import SimpleNamespace
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -14,17 +15,19 @@ from tqdm.auto import tqdm
 
 from .data import Batches, encode_dataset
 
-__all__ = ["infer", "predict_scores", "score_dataset"]
+__all__ = ["infer", "predict_scores", "score_dataset", "vocab_logprobs"]
 
 
 @torch.no_grad()
 def infer(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | str,
-          outputs: Sequence[str] = ("logits",), progress: bool = False, desc: str = "scoring") -> dict[str, np.ndarray]:
+          outputs: Sequence[str] = ("logits",), progress: bool = False, desc: str = "scoring",
+          forward: Callable[..., Any] | None = None) -> dict[str, np.ndarray]:
     """Run ``model`` in eval mode over ``batches``; ``{name: [N, ...] array}`` for each requested output field.
 
     ``name`` is a :class:`~promptlearn.prompt_model.PromptOutput` attribute (``logits``,
     ``token_logits``, ``hidden``, ``verbalizer_input``, ...).  Length-sorted batches are put back in
-    dataset order.  The model's train/eval mode is restored afterwards.
+    dataset order.  The model's train/eval mode is restored afterwards.  ``forward(**batch)`` replaces
+    ``model(**batch)`` for another view of the same model (its outputs are read by name the same way).
     """
     was_training = model.training
     model.eval()
@@ -32,7 +35,7 @@ def infer(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], de
     try:
         for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
             batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-            out = model(**batch)
+            out = (forward or model)(**batch)
             for name in outputs:
                 value = getattr(out, name)
                 if value is None:
@@ -73,3 +76,17 @@ def score_dataset(model: torch.nn.Module, dataset: Any, batch_size: int, device:
     result["n_truncated"] = np.asarray(encoded["n_truncated"][:], dtype=np.int64)
     result["encoded"] = encoded
     return result
+
+
+def vocab_logprobs(model: torch.nn.Module, dataset: Any, device: torch.device | str, batch_size: int = 32,
+                   progress: bool = False) -> np.ndarray:
+    """``[N, V]`` log-softmax over the whole vocabulary at the mask for every example, in dataset order
+    (:meth:`~promptlearn.PromptModel.vocab_logits`; label-word search, KPT's frequency refinement)."""
+    encoded = encode_dataset(dataset, model.template)
+    batches = Batches(encoded, batch_size, model.template.tokenizer.pad_token_id, order="length")
+
+    def forward(**batch: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(vocab_logprob=torch.log_softmax(model.vocab_logits(**batch).float(), -1))
+
+    return infer(model, batches, device, ("vocab_logprob",), progress=progress, desc="vocabulary",
+                 forward=forward)["vocab_logprob"]

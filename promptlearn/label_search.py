@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, PromptlearnError
+from .inference import vocab_logprobs
 from .validation import Opt
 
 __all__ = ["search_label_words", "rank_and_prune", "vocab_logprobs", "candidate_tokens", "write_verbalizer"]
@@ -57,27 +58,6 @@ log = logging.getLogger("promptlearn")
 
 
 @torch.no_grad()
-def vocab_logprobs(model: Any, dataset: Any, device: torch.device | str, batch_size: int = 32) -> np.ndarray:
-    """``[N, V]`` log-softmax over the vocabulary at the mask for every example (dataset order)."""
-    from .data import Batches, encode_dataset
-
-    enc = encode_dataset(dataset, model.template)
-    batches = Batches(enc, batch_size, model.template.tokenizer.pad_token_id, order="length")
-    was = model.training
-    model.eval()
-    parts = []
-    try:
-        for b in batches:
-            b = {k: v.to(device) for k, v in b.items() if k != "labels"}
-            parts.append(torch.log_softmax(model.vocab_logits(**b).float(), -1).cpu())
-    finally:
-        model.train(was)
-    out = torch.cat(parts).numpy()
-    back = np.empty_like(out)
-    back[np.asarray(batches.order_index)] = out
-    return back
-
-
 def candidate_tokens(tokenizer: Any, prefix_space: bool, min_chars: int = 2,
                      batch_size: int = 4096) -> tuple[np.ndarray, list[str]]:
     """Ids and words of the single-token whole words a label word may be (see the module doc).

@@ -83,9 +83,12 @@ def refine(model: torch.nn.Module, task: Any, few: FewShotSplit | None, cfg: Map
         return None
     used = (few.train_ids + few.dev_ids) if few is not None else []
     data = support_set(task.splits["train"], int(cfg.get("calibrate_size", 200)), int(cfg.get("seed", 42)), used)
-    inputs = score_dataset(model, data, int(cfg.get("eval_batch_size", 32)), device,
-                           outputs=("verbalizer_input",))["verbalizer_input"]
-    report = verbalizer.refine(torch.from_numpy(inputs).to(verbalizer.calibration.device))
+    batch_size = int(cfg.get("eval_batch_size", 32))
+    inputs = score_dataset(model, data, batch_size, device, outputs=("verbalizer_input",))["verbalizer_input"]
+    from .inference import vocab_logprobs
+
+    vocab = vocab_logprobs(model, data, device, batch_size).mean(0)  # [V]: the support set's prior over the vocabulary
+    report = verbalizer.refine(torch.from_numpy(inputs).to(verbalizer.calibration.device), torch.from_numpy(vocab))
     return {"n": len(data), **report}
 
 

@@ -95,6 +95,7 @@ class PromptModel(BaseModel):
                  revision: str | None = None, strategy: str | None = None, trained: Sequence[str] = ()):
         super().__init__(mlm, base_model=base_model, revision=revision, strategy=strategy, trained=trained)
         self.template = template
+        self.demonstrations = None  # see use_demonstrations
         self.verbalizer = verbalizer.bind(template)  # label words tokenised as they follow this template's mask
         # exact multi-token words need n masks where the template has one: encoding keeps room for them
         self.template = template = template.reserved(self.verbalizer.extra_masks)
@@ -126,7 +127,18 @@ class PromptModel(BaseModel):
                          template=self.template.config(), verbalizer=self.verbalizer.config(), labels=self.labels,
                          soft_prompt=self.soft_prompt.config() if self.soft_prompt is not None else None,
                          strategy=self.strategy, trained=list(self.trained),
-                         calibration=self.verbalizer.calibration_mode)
+                         calibration=self.verbalizer.calibration_mode,
+                         demonstrations=self.demonstrations.config() if self.demonstrations is not None else None)
+
+    def use_demonstrations(self, demonstrations: Any) -> None:
+        """Score with LM-BFF demonstrations (:class:`promptlearn.demonstrations.Demonstrations`): recorded in the
+        spec, so a saved model predicts with them; the template must have their ``{demo_i}`` slots."""
+        if demonstrations is not None:
+            missing = [f"demo_{i}" for i in range(demonstrations.n_demos) if f"demo_{i}" not in self.template.fields]
+            if missing:
+                raise ConfigError(f"template {self.template.text!r} has no slot {{{missing[0]}}} for the "
+                                  f"demonstrations; fix: build it from demonstrations.demo_template_text(...)")
+        self.demonstrations = demonstrations
 
     # ------------------------------------------------------------------ set-up checks
     def _check_positions(self) -> None:
@@ -311,5 +323,10 @@ class PromptModel(BaseModel):
         if spec.soft_prompt:
             opts = dict(spec.soft_prompt)
             soft_prompt = build_soft_prompt(template.soft_spec, mlm, opts.pop("type", "embedding"), **opts)
-        return cls(mlm, template, verbalizer, soft_prompt=soft_prompt, base_model=spec.base_model,
-                   revision=spec.revision, strategy=spec.strategy, trained=spec.trained)
+        model = cls(mlm, template, verbalizer, soft_prompt=soft_prompt, base_model=spec.base_model,
+                    revision=spec.revision, strategy=spec.strategy, trained=spec.trained)
+        if spec.demonstrations:
+            from .demonstrations import from_spec as demonstrations_from_spec
+
+            model.use_demonstrations(demonstrations_from_spec(spec.demonstrations, model.template))
+        return model

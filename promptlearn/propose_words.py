@@ -15,9 +15,10 @@ Two ways to rank the vocabulary for a class, given its seed words (the task's la
     ``--space input``: input embeddings) to the mean of the seeds' rows.
 
 Only whole words
-are proposed: alphabetic tokens of at least ``--min-chars`` letters, no WordPiece continuations
-(``##...``), and for byte-level BPE only tokens that carry the leading-space marker (a word after a
-space) -- so every proposal is a single-token word for this tokenizer.  A token close to several
+are proposed: the single-token words :func:`promptlearn.label_search.candidate_tokens` finds
+(alphabetic, at least ``--min-chars`` letters, and tokenising back to exactly that token -- with the
+leading space for byte-level BPE; so no WordPiece ``##`` or SentencePiece continuation pieces), so
+every proposal is a single-token word for this tokenizer as the kpt verbalizer will tokenise it.  A token close to several
 classes goes to the class it is closest to; seeds are never proposed again.  The output is a word
 list that ``verbalizer=kpt verbalizer.words=<file>`` reads, with a header saying how it was made.
 Review it before use: nearest neighbours include antonyms and unrelated frequent words.
@@ -26,6 +27,7 @@ Review it before use: nearest neighbours include antonyms and unrelated frequent
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -37,17 +39,6 @@ from .errors import PromptlearnError
 __all__ = ["propose_words"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _is_word(token: str, bpe: bool, min_chars: int) -> str | None:
-    """The word a vocabulary token spells if it is a whole word (else None)."""
-    if bpe:
-        if not token.startswith("Ġ"):
-            return None
-        token = token[1:]
-    elif token.startswith("##"):
-        return None
-    return token if token.isalpha() and len(token) >= min_chars else None
 
 
 PATTERNS = ("it was {seed} and {mask} .", "it was {mask} and {seed} .", "{seed} , {mask} , and", "{mask} or {seed}")
@@ -73,9 +64,15 @@ def propose_words(mlm: Any, tokenizer: Any, seeds: Mapping[str, Sequence[str]], 
     """``{class: [(word, score), ...]}``, best first, ``top`` per class (see the module doc)."""
     emb = (mlm.get_output_embeddings() if space == "output" else mlm.get_input_embeddings()).weight.detach().float()
     unit = torch.nn.functional.normalize(emb, dim=-1)
-    vocab = tokenizer.convert_ids_to_tokens(list(range(emb.shape[0])))
-    bpe = any(t.startswith("Ġ") for t in vocab[:2000])
-    words = [_is_word(t, bpe, min_chars) for t in vocab]
+    from .label_search import candidate_tokens
+    from .template import is_space_sensitive
+
+    bpe = is_space_sensitive(tokenizer)  # words follow a space, as after "It was {mask}"
+    words: list[str | None] = [None] * emb.shape[0]
+    cand_ids, cand_words = candidate_tokens(tokenizer, prefix_space=bpe, min_chars=min_chars)
+    for i, w in zip(cand_ids.tolist(), cand_words):
+        if i < len(words):
+            words[i] = w
     special = set(tokenizer.all_special_ids)
     seed_ids: dict[str, list[int]] = {}
     for cls, ws in seeds.items():
@@ -163,8 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       if args.method == "context" else "nearest vocabulary words to each class's seed words by cosine "
                       f"similarity of the model's {args.space} embeddings") + "; review before use)"]
     for cls, words in proposals.items():
-        seed_list = ", ".join(seeds[cls])
-        lines.append(f"{cls}: [{', '.join([seed_list] + [w for w, _ in words])}]")
+        quoted = [json.dumps(w) for w in list(seeds[cls]) + [w for w, _ in words]]  # "no", "on" stay words in YAML
+        lines.append(f"{cls}: [{', '.join(quoted)}]")
         lines.append("#   " + ", ".join(f"{w} {s:.2f}" for w, s in words[:10]))
     text = "\n".join(lines) + "\n"
     if args.out:

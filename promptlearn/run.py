@@ -160,6 +160,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     # --- demonstrations (LM-BFF): drawn from the few-shot train set
     demos = demonstrations.from_config(demo_cfg, query_template, model, few.train if few else None, seed)
     if demos is not None:
+        model.use_demonstrations(demos)  # recorded in the spec: a saved model predicts with them
         log.info("demonstrations: %d per input (%d per class, filter %s), %d sets averaged at test time; e.g. %r",
                  demos.n_demos, demos.per_class, demos.filter, demos.num_sets, demos.support_demo[0])
     first = demos.apply(test.select([0]), demonstrations.FIRST_SET_EVAL) if demos is not None else test

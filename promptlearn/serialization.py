@@ -143,7 +143,9 @@ def predict(model: nn.Module, inputs: str | Mapping[str, Any] | Sequence[str | M
     A plain string fills the template's first field (``text_a`` for single-sentence tasks); use a
     dict such as ``{"text_a": premise, "text_b": hypothesis}`` for pairs.  A row without one of the
     template's fields is an error naming it.  Runs through the same batcher and inference loop as
-    evaluation (inputs are encoded directly: nothing to cache).
+    evaluation (inputs are encoded directly: nothing to cache).  A model that scores with demonstrations
+    (``model.demonstrations``, saved in its spec) gets them appended from its saved support rows, and the class
+    log-scores of its ``num_sets`` demonstration sets are averaged, as the run scored its test split.
     """
     from datasets import Dataset
 
@@ -155,18 +157,25 @@ def predict(model: nn.Module, inputs: str | Mapping[str, Any] | Sequence[str | M
     items = [inputs] if single else list(inputs)
     if not items:
         return []
-    first = template.fields[0] if template.fields else "text_a"
+    demos = getattr(model, "demonstrations", None)
+    fields = list(demos.fields) if demos is not None else list(template.fields)  # demo_i columns are added here
+    first = fields[0] if fields else "text_a"
     rows = [{first: x} if isinstance(x, str) else dict(x) for x in items]
     for i, r in enumerate(rows):
-        missing = [f for f in template.fields if f not in r]
+        missing = [f for f in fields if f not in r]
         if missing:
             raise TemplateError(f"predict: input {i} has no field {missing[0]!r} (it has {sorted(r)}); template "
-                                f"{template.text!r} needs {template.fields}; fix: pass a dict with those keys")
-    columns = {f: [None if r[f] is None else str(r[f]) for r in rows] for f in template.fields}
-    encoded = Dataset.from_dict(template.encode_batch(columns))
+                                f"{template.text!r} needs {fields}; fix: pass a dict with those keys")
+    columns = {f: [None if r[f] is None else str(r[f]) for r in rows] for f in fields}
     labels = model.labels
     device = next(model.parameters()).device
-    logits = score_dataset(model, None, batch_size, device, encoded=encoded)["logits"]
+    if demos is None:
+        sets = [columns]
+    else:  # raw inputs have no ids: each one's draws are seeded by its position (never by a support id)
+        queries = Dataset.from_dict(columns)
+        sets = [{c: list(d[c]) for c in template.fields} for d in demos.eval_sets(queries)]
+    logits = sum(score_dataset(model, None, batch_size, device, encoded=Dataset.from_dict(template.encode_batch(cols)))
+                 ["logits"] for cols in sets) / len(sets)
     probs = torch.softmax(torch.from_numpy(logits), -1)
     out = [{"label": labels[int(p.argmax())], "probs": {n: float(x) for n, x in zip(labels, p)}} for p in probs]
     return out[0] if single else out

@@ -31,6 +31,7 @@ How deep prompts reach the attention layers: see :class:`DeepPrompt`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import copy
 from typing import Any, Iterator
 
@@ -181,10 +182,29 @@ class ReparamPrompt(nn.Module):
         return SoftPrompt.from_weight(self.spec, self.materialize())
 
 
+_POSITION_OFFSET_KWARGS = ("past_key_values_length", "cache_length")
+
+
+def cache_kwarg(mlm: nn.Module) -> str:
+    """The name under which the encoder takes a key/value cache: ``cache`` from transformers 5.24 on (where
+    ``past_key_values`` is a deprecated alias, removed in 5.40), ``past_key_values`` before.  Read from the
+    public signature of the unwrapped encoder's ``forward`` (``base_model``)."""
+    from .backbone import unwrap
+
+    inner = unwrap(mlm)
+    base = getattr(inner, "base_model", inner)
+    try:
+        params = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class DeepPrompt(nn.Module):
     """P-tuning v2 / prefix tuning: ``num_prefix`` trainable key/value vectors in every attention layer.
 
-    **Injection.**  The prefixes go in through the model's public ``past_key_values`` argument: for
+    **Injection.**  The prefixes go in through the model's public cache argument (``cache`` from
+    transformers 5.24, ``past_key_values`` before; :func:`cache_kwarg`): for
     each forward a fresh ``transformers.DynamicCache`` is filled with one ``[B, heads, P, head_dim]``
     key and value per layer, and the 2-D ``attention_mask`` is extended with ``P`` ones in front.  In
     transformers 5.x the BERT-family encoders (``is_decoder=False``) still hand the cache to every
@@ -196,7 +216,8 @@ class DeepPrompt(nn.Module):
     **Positions.**  BERT-family embeddings would shift the position ids of the real tokens by the
     cache length (what P-tuning v2 and PEFT effectively do).  We keep the positions the model uses
     without prefixes: a forward pre-hook on ``mlm.base_model.embeddings`` (a public ``nn.Module``
-    hook, active only inside :meth:`prefix_context`) sets its ``past_key_values_length`` argument to 0.
+    hook, active only inside :meth:`prefix_context`) sets its ``cache_length`` (``past_key_values_length``
+    before 5.24) argument to 0.
 
     **Support check.**  Several masked LMs take ``past_key_values`` (through ``**kwargs``) but never
     hand it to their attention (ALBERT, DistilBERT, DeBERTa-v2, MPNet, ModernBERT in transformers
@@ -304,15 +325,17 @@ class DeepPrompt(nn.Module):
                          kv[layer, 1].unsqueeze(0).expand(batch, -1, -1, -1), layer)
         fill = mask.new_ones if attend else mask.new_zeros
         out = dict(inputs)
-        out["past_key_values"] = cache
+        out[cache_kwarg(mlm)] = cache
         out["attention_mask"] = torch.cat([fill(batch, self.num_prefix), mask], dim=1)
         return out
 
     @contextlib.contextmanager
     def _keep_positions(self, mlm: nn.Module) -> Iterator[None]:
         def zero_past_length(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> Any:
-            if kwargs.get("past_key_values_length"):
-                kwargs = dict(kwargs, past_key_values_length=0)
+            # the embeddings' offset argument: past_key_values_length (transformers < 5.24), cache_length (newer)
+            for key in _POSITION_OFFSET_KWARGS:
+                if kwargs.get(key):
+                    kwargs = dict(kwargs, **{key: 0})
             return args, kwargs
 
         embeddings = getattr(getattr(mlm, "base_model", mlm), "embeddings", None)
@@ -361,8 +384,9 @@ class DeepPrompt(nn.Module):
                     f"deep prompts: {name} fails with key/value prefixes passed as past_key_values: "
                     f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}; use a BERT-family encoder "
                     "(BERT, RoBERTa, XLM-R, ELECTRA, ...) or the embedding/lstm/mlp encoders") from exc
-            grown = [attended["past_key_values"].layers[i].get_seq_length() if i < len(attended["past_key_values"].layers)
-                     else -1 for i in range(self.num_layers)]
+            cache = attended[cache_kwarg(mlm)]
+            grown = [cache.layers[i].get_seq_length() if i < len(cache.layers) else -1
+                     for i in range(self.num_layers)]
             if any(g != self.num_prefix + ids.shape[1] for g in grown):
                 raise DeepPromptUnsupported(
                     f"deep prompts: {name} ignores past_key_values in its self-attention layers (cache lengths "

@@ -39,6 +39,7 @@ class ModelSpec:
     strategy: str | None = None  # the strategy that trained the weights (None: not trained)
     trained: list[str] = field(default_factory=list)  # the parameter groups it trained (lm, prompt, ...)
     calibration: str | None = None  # how the verbalizer's prior was measured: content_free | support | None
+    demonstrations: dict[str, Any] | None = None  # LM-BFF demonstrations the model scores with (their support rows)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,7 +95,39 @@ def _verbalizer_config(c: Mapping[str, Any]) -> dict[str, Any]:
                       FutureWarning, stacklevel=3)
     cfg = {"label_words": v} if old else dict(v or {"label_words": None})
     cfg.update(c.get("verbalizer_options") or {})
-    return cfg
+    return retype_verbalizer_config(cfg)
+
+
+def _verbalizer_groups() -> dict[str, dict[str, Any]]:
+    """``{type: defaults}`` of the shipped ``conf/verbalizer/<type>.yaml`` group files."""
+    import yaml
+    from pathlib import Path
+
+    out = {}
+    for path in sorted((Path(__file__).resolve().parent.parent / "conf" / "verbalizer").glob("*.yaml")):
+        d = yaml.safe_load(path.read_text()) or {}
+        out[str(d.get("type", path.stem))] = d
+    return out
+
+
+def retype_verbalizer_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``verbalizer.type=T`` on top of another group's defaults (the default group is ``manual``) means
+    ``verbalizer=T`` plus the explicit overrides: T's own defaults fill in, and an option T does not take is
+    dropped when its value is another group's default (a leftover of that group, not the user's choice).  An
+    option set to a non-default value stays, so T refuses it by name.  Types without a shipped group file
+    (plugins) are returned unchanged."""
+    from .verbalizers import DEFAULT_TYPE
+
+    cfg = dict(cfg)
+    groups = _verbalizer_groups()
+    own = groups.get(str(cfg.get("type") or DEFAULT_TYPE))
+    if own is None:
+        return cfg
+    others = [g for t, g in groups.items() if g is not own]
+    leftover = {k for k, v in cfg.items() if k not in own and any(k in g and g[k] == v for g in others)}
+    if not leftover:  # the group of this type (or a Python dict): as given
+        return cfg
+    return {**own, **{k: v for k, v in cfg.items() if k not in leftover}}
 
 
 def spec_from_config(c: Mapping[str, Any], task: Any, strategy: Any) -> ModelSpec:

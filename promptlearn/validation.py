@@ -208,11 +208,20 @@ def check_against_task(c: Mapping[str, Any], task: Any, strategy: Any, template_
             raise ConfigError(f"score_splits: {name!r} needs a few-shot sample, and strategy {strategy.name!r} takes "
                               "none (k_shot=0); fix: drop it, or use a strategy with strategy.k_shot > 0")
     from .calibration import requested
+    from .spec import spec_from_config
+    from .verbalizers import get_verbalizer_class
 
+    spec = spec_from_config(c, task, strategy)
+    if spec.verbalizer is not None:  # an unknown type or option: one line before any model loads
+        vcls = get_verbalizer_class(spec.verbalizer.get("type"))
+        if vcls.OPTIONS is not None:  # declared (every shipped type; a plugin's may not declare them)
+            vcls.options(spec.verbalizer)
+    if spec.verbalizer is None and (c.get("demonstrations") or {}).get("enabled"):
+        raise ConfigError(f"demonstrations with strategy {strategy.name!r}: it builds a classifier without label "
+                          "words to write into the demonstrations; fix: demonstrations=none, or a prompt-based "
+                          "strategy (fixed_prompt, prompt_lm, ...)")
     if requested(c.get("calibrate")):
-        from .spec import spec_from_config
-
-        if spec_from_config(c, task, strategy).verbalizer is None:
+        if spec.verbalizer is None:
             raise ConfigError(f"calibrate={c['calibrate']}: strategy {strategy.name!r} builds a model without a "
                               "verbalizer, so there is no label-word prior to calibrate; fix: calibrate=false")
     k = strategy.k_shot

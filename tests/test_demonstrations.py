@@ -89,6 +89,19 @@ def test_tfidf_filter_prefers_similar_examples(bert_tokenizer):
     assert picks == {"i love the acting It was great ."}  # the top 25% of 4 candidates is the most similar one
 
 
+def test_tfidf_draws_do_not_depend_on_the_other_scored_examples(bert_tokenizer):
+    """TF-IDF is fitted on the support set alone: an example gets the same demonstrations scored alone or
+    among other examples (before, the idf came from the scored rows too)."""
+    _, demos = _demos(bert_tokenizer, filter="tfidf", top_fraction=0.5)
+    texts = ["a film fun", "the acting", "boring boring movie", "great great great", "i hate it", "fun"] * 5
+    q = Dataset.from_dict({"text_a": texts, "label": [1] * len(texts), "idx": list(range(len(texts)))})
+    for s in range(3):
+        together = demos.apply(q, s)
+        for j in (0, 2, 5):
+            alone = demos.apply(q.select([j]), s)[0]
+            assert alone["demo_0"] == together[j]["demo_0"] and alone["demo_1"] == together[j]["demo_1"]
+
+
 def test_scores_are_averaged_over_sets(bert_tokenizer):
     mlm = tiny_mlm("bert", len(bert_tokenizer))
     _, demos = _demos(bert_tokenizer, num_sets=3)
@@ -99,6 +112,40 @@ def test_scores_are_averaged_over_sets(bert_tokenizer):
     each = [pipeline.score(model, d, "test", "cpu").logits for d in demos.eval_sets(data)]
     np.testing.assert_allclose(avg.logits, np.mean(each, 0), rtol=1e-6)
     assert not np.allclose(each[0], each[1])  # the sets really differ
+
+
+@pytest.mark.parametrize("filter", ["none", "tfidf"])
+def test_demonstrations_are_saved_with_the_model_and_predict_uses_them(filter, bert_tokenizer, tmp_path):
+    """The spec records the demonstrations (support rows included); a reloaded model's predict appends the
+    same demonstrations and averages the same sets as the run's scoring."""
+    from promptlearn.model_base import BaseModel
+
+    mlm = tiny_mlm("bert", len(bert_tokenizer))
+    (tmp_path / "lm").mkdir()
+    mlm.save_pretrained(tmp_path / "lm")
+    bert_tokenizer.save_pretrained(tmp_path / "lm")
+    _, demos = _demos(bert_tokenizer, num_sets=3, filter=filter)
+    template = Template(demo_template_text(QUERY, demos.n_demos), bert_tokenizer, max_length=48)
+    model = PromptModel(mlm, template, Verbalizer({"neg": "bad", "pos": "great"}, bert_tokenizer),
+                        base_model=str(tmp_path / "lm")).eval()
+    model.use_demonstrations(demos)
+    texts = ["a fine film", "boring and bad", "really fun acting"]
+    queries = Dataset.from_dict({"text_a": texts})
+    want = pipeline.score(model, queries, "x", "cpu", transform=demos.eval_sets).logits
+    model.save_pretrained(tmp_path / "saved")
+    again = BaseModel.from_pretrained(tmp_path / "saved")
+    assert again.spec.demonstrations == model.spec.demonstrations
+    assert again.demonstrations.support_demo == demos.support_demo and again.demonstrations.num_sets == 3
+    got = again.predict(texts)
+    probs = torch.softmax(torch.from_numpy(want), -1)
+    for g, p in zip(got, probs):
+        assert g["probs"]["neg"] == pytest.approx(float(p[0]), abs=1e-6)
+    plain = PromptModel(mlm, template, Verbalizer({"neg": "bad", "pos": "great"}, bert_tokenizer)).eval()
+    with pytest.raises(Exception, match="demo_0"):
+        plain.predict(texts)  # without demonstrations the demo slots are fields the caller must fill
+    with pytest.raises(Exception, match="no slot"):
+        PromptModel(mlm, Template(QUERY, bert_tokenizer), Verbalizer({"neg": "bad", "pos": "great"},
+                                                                      bert_tokenizer)).use_demonstrations(demos)
 
 
 def test_training_rows_change_every_epoch_and_resume_at_the_same_rows(bert_tokenizer):

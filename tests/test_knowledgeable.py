@@ -39,6 +39,14 @@ def _inputs(model, rows=ROWS):
         return batch, model(**batch).verbalizer_input
 
 
+def _support(model, rows=ROWS):
+    """What the pipeline's refine stage hands the verbalizer: its inputs and the mean vocabulary log-prior."""
+    batch, x = _inputs(model, rows)
+    with torch.no_grad():
+        vocab = torch.log_softmax(model.vocab_logits(**batch).float(), -1).mean(0)
+    return x, vocab
+
+
 def test_length_and_shared_refinement_at_construction(bert_tokenizer):
     v = _model(bert_tokenizer, max_subtokens=3).verbalizer
     assert v.label_words["neg"][0] == "bad" and v.label_words["pos"][0] == "great"  # the label words come first
@@ -51,17 +59,58 @@ def test_frequency_refinement_drops_rarely_predicted_words_and_keeps_the_names(b
     # the tiny model never predicts 'awful' / 'fine' (a -30 bias) and often predicts 'boring' / 'love'
     model = _model(bert_tokenizer, bias={"awful": -30.0, "fine": -30.0, "bad": -30.0, "boring": 5.0, "love": 5.0},
                    cut_off=0.5)
-    _, x = _inputs(model)
-    report = model.verbalizer.refine(x)
+    x, vocab = _support(model)
+    report = model.verbalizer.refine(x, vocab)
     kept = model.verbalizer.label_words
     assert "awful" not in kept["neg"] and "fine" not in kept["pos"]
     assert kept["neg"][0] == "bad"  # the class name survives although its prior is tiny
     assert "boring" in kept["neg"] and "love" in kept["pos"]
     assert sum(report["words_after"].values()) == sum(report["words_before"].values()) - len(report["dropped"])
-    assert model.verbalizer.refined and model.verbalizer.refine(x) == {"skipped": "already refined"}
+    assert model.verbalizer.refined and model.verbalizer.refine(x, vocab) == {"skipped": "already refined"}
     with torch.no_grad():  # the model scores with the refined words
         batch, _ = _inputs(model)
         assert model(**batch).logits.shape == (3, 2)
+
+
+def test_frequency_refinement_is_kpts_vocabulary_rule(bert_tokenizer):
+    """KPT's rule: the cut_off fraction of the *vocabulary* with the lowest support prior is rare, and a word
+    with any rare sub-token goes.  So the number dropped is not fixed, and a multi-token word whose pieces are
+    frequent survives (its joint probability is far below any single token's, which must not matter)."""
+    tok = bert_tokenizer
+    words = {"neg": ["okay", "awful", "boring"], "pos": ["good", "fine", "love"]}  # okay -> ok ##ay
+    assert len(tok("okay", add_special_tokens=False)["input_ids"]) == 2
+    model = _model(tok, words=words, cut_off=0.5)
+    ids = [tok.convert_tokens_to_ids(t) for t in ("ok", "##ay", "boring", "good", "love", "awful", "fine")]
+    vocab = torch.zeros(len(tok))
+    vocab[ids[:5]] = 5.0  # frequent
+    vocab[ids[5:]] = -5.0  # rare
+    vocab[torch.arange(len(tok)) % 3 == 0] -= 1.0  # the rest spread out, so the rare set is the bottom half
+    report = model.verbalizer.refine(torch.zeros(1), vocab)
+    assert set(report["dropped"]) == {"awful", "fine"}
+    assert model.verbalizer.label_words == {"neg": ["bad", "okay", "boring"], "pos": ["great", "good", "love"]}
+    quantile = report["vocab_quantile_of_kept"]  # the share of the vocabulary below a word's rarest piece
+    assert all(quantile[w] >= 0.5 for w in ("okay", "boring", "good", "love"))
+    # a word is dropped when any one of its pieces is rare
+    model = _model(tok, words=words, cut_off=0.5)
+    vocab[tok.convert_tokens_to_ids("##ay")] = -5.0
+    assert "okay" in model.verbalizer.refine(torch.zeros(1), vocab)["dropped"]
+    # refining after calibration would leave a prior over the dropped words
+    model = _model(tok, words=words)
+    model.verbalizer.calibrate(_inputs(model)[1], "custom")
+    with pytest.raises(VerbalizerError, match="refine first"):
+        model.verbalizer.refine(torch.zeros(1), vocab)
+
+
+def test_word_lists_refuse_yaml_booleans_and_numbers(tmp_path):
+    bad = tmp_path / "w.yaml"
+    bad.write_text("neg: [bad, no, off]\npos: [good, yes, on]\n")  # YAML 1.1: no/off/yes/on are booleans
+    with pytest.raises(VerbalizerError, match=r"class 'neg', word 2 is False .*quote it, e.g. \"false\""):
+        load_word_list(bad)
+    bad.write_text("neg: [bad, 7]\npos: [good]\n")
+    with pytest.raises(VerbalizerError, match="word 2 is 7"):
+        load_word_list(bad)
+    bad.write_text('neg: [bad, "no"]\npos: [good, "yes"]\n')
+    assert load_word_list(bad) == {"neg": ["bad", "no"], "pos": ["good", "yes"]}
 
 
 def test_learned_weights_start_as_the_mean_and_train_while_the_lm_stays(bert_tokenizer):
@@ -94,8 +143,8 @@ def test_save_load_round_trip_keeps_refined_words_weights_and_prior(bert_tokeniz
     model.mlm.save_pretrained(tmp_path / "lm")
     bert_tokenizer.save_pretrained(tmp_path / "lm")
     model.base_model = str(tmp_path / "lm")
-    batch, x = _inputs(model)
-    model.verbalizer.refine(x)
+    batch, _ = _inputs(model)
+    model.verbalizer.refine(*_support(model))
     with torch.no_grad():
         model.verbalizer.word_weight.normal_()
     calibrate(model, "content_free", "cpu")
@@ -142,6 +191,21 @@ def test_propose_words_finds_a_planted_neighbour(bert_tokenizer):
     proposed = [w for ws in ctx.values() for w, _ in ws]
     assert len(proposed) == len(set(proposed)) == 10 and not {"bad", "great"} & set(proposed)
     assert all(w.isalpha() and not w.startswith("##") for w in proposed)
+
+
+def test_propose_words_proposes_whole_words_for_sentencepiece(tmp_path):
+    """For a SentencePiece tokenizer only word-initial pieces (``▁great``) are words; ``ing`` / ``great``
+    (continuations) are not, and every proposal tokenises back to the single ranked token."""
+    from test_label_search import _sentencepiece_tokenizer
+
+    tok = _sentencepiece_tokenizer()
+    mlm = tiny_mlm("albert", len(tok))
+    for method in ("embedding", "context"):
+        out = propose_words(mlm, tok, {"neg": ["terrible"], "pos": ["good"]}, top=5, method=method, min_chars=2)
+        proposed = [w for ws in out.values() for w, _ in ws]
+        assert proposed and set(proposed) <= {"great", "movie", "it", "was"}
+        for w in proposed:
+            assert tok.convert_ids_to_tokens(tok(w, add_special_tokens=False)["input_ids"])[0] == "▁" + w
 
 
 def test_cli_kpt_with_support_calibration(tiny_model_dirs, toy_data_root, tmp_path):

@@ -217,7 +217,9 @@ def test_deep_refuses_models_that_ignore_prefixes(kind, tokenizers):
 
 def test_deep_refuses_gradient_checkpointing(tokenizers):
     model, template = _setup("bert", tokenizers, text="{text_a} {mask}", encoder="deep", num_prefix=2)
-    model.mlm.gradient_checkpointing_enable()
+    from promptlearn.trainer import enable_activation_checkpointing
+
+    enable_activation_checkpointing(model.mlm)
     model.train()
     with pytest.raises(ValueError, match="gradient checkpointing"):
         model(**_batch(template, ROWS))

@@ -61,10 +61,10 @@ def _few(tok):
                         dev_ids=list(range(4)), checksum="x")
 
 
-@pytest.mark.parametrize("strategy,lm_changes", [("fixed_lm", False), ("fixed_prompt", True)])
+@pytest.mark.parametrize("strategy,lm_changes", [("fixed_lm", False), ("fixed_prompt", True), ("prompt_lm", True)])
 def test_the_head_trains_and_the_lm_only_when_the_strategy_says(strategy, lm_changes, bert_tokenizer, tmp_path):
     mlm = tiny_mlm("bert", len(bert_tokenizer))
-    text = ("{soft*2} " if strategy == "fixed_lm" else "") + "{text_a} It was {mask} ."
+    text = ("{soft*2} " if strategy != "fixed_prompt" else "") + "{text_a} It was {mask} ."
     template = Template(text, bert_tokenizer, max_length=24)
     model = PromptModel(mlm, template, SoftVerbalizer({"neg": "bad", "pos": "great"}, bert_tokenizer, mlm,
                                                       template=template))
@@ -103,10 +103,34 @@ def test_save_load_round_trip_is_exact(bert_tokenizer, tmp_path):
 def test_cli_trains_a_soft_head(tiny_model_dirs, toy_data_root, tmp_path):
     out = tmp_path / "run"
     proc = cli("--config-dir", PLUGINS / "conf", "+task=toy", f"model.name_or_path={tiny_model_dirs['bert']}",
-               f"data_root={toy_data_root}", "verbalizer=soft", "strategy=fixed_lm", "strategy.max_steps=4",
+               # the form: verbalizer.type=soft over the default (manual) group -- its leftover options go
+               f"data_root={toy_data_root}", "verbalizer.type=soft", "strategy=fixed_lm", "strategy.max_steps=4",
                "strategy.eval_every=2", "strategy.k_shot=4", "progress=false", "save_model=true",
                f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["verbalizer_config"]["type"] == "soft" and res["spec"]["trained"] == ["prompt", "verbalizer"]
     assert (out / "model" / "verbalizer.safetensors").exists()
+
+
+def test_cli_refuses_an_option_the_type_does_not_take_before_loading(tiny_model_dirs, toy_data_root, tmp_path):
+    out = tmp_path / "run"
+    proc = cli("--config-dir", PLUGINS / "conf", "+task=toy", f"model.name_or_path={tiny_model_dirs['bert']}",
+               f"data_root={toy_data_root}", "verbalizer.type=soft", "verbalizer.aggregation=max",
+               "strategy=fixed_lm", "progress=false", f"hydra.run.dir={out}")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "['aggregation'] are unknown to the soft verbalizer" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (out / "results.json").exists()
+    assert "first test example" not in proc.stderr + proc.stdout  # refused before the model was built
+
+
+def test_retyping_keeps_only_explicit_options():
+    from promptlearn.spec import _verbalizer_groups, retype_verbalizer_config
+
+    manual = _verbalizer_groups()["manual"]
+    assert retype_verbalizer_config({**manual, "type": "soft"}) == {"type": "soft", "label_words": None,
+                                                                     "prefix_space": "auto"}
+    kpt = retype_verbalizer_config({**manual, "type": "kpt", "words": "sentiment"})
+    assert kpt["words"] == "sentiment" and kpt["cut_off"] == _verbalizer_groups()["kpt"]["cut_off"]
+    assert retype_verbalizer_config({**manual, "type": "soft", "aggregation": "max"})["aggregation"] == "max"
+    assert retype_verbalizer_config(manual) == manual  # the group of its own type: unchanged

@@ -100,10 +100,16 @@ class BaseVerbalizer(nn.Module):
         initialise themselves from it (a soft head from the label words' output-embedding rows)."""
         raise NotImplementedError
 
+    #: the config options ``from_config`` accepts besides ``type`` / ``label_words`` / ``labels`` (None: not
+    #: declared); declared options are checked before any model loads (:func:`promptlearn.validation`)
+    OPTIONS: ClassVar[frozenset[str] | None] = None
+
     @classmethod
-    def options(cls, cfg: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
-        """``cfg`` without ``type`` / ``label_words`` / ``labels``; an option not in ``known`` is an error naming the
-        options this type accepts (every ``from_config`` checks its config this way)."""
+    def options(cls, cfg: Mapping[str, Any], known: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
+        """``cfg`` without ``type`` / ``label_words`` / ``labels``; an option not in ``known`` (default
+        :attr:`OPTIONS`) is an error naming the options this type accepts (every ``from_config`` checks its
+        config this way)."""
+        known = set(cls.OPTIONS or ()) if known is None else set(known)
         opts = {k: v for k, v in cfg.items() if k not in ("type", "label_words", "labels")}
         unknown = set(opts) - known
         if unknown:
@@ -124,11 +130,13 @@ class BaseVerbalizer(nn.Module):
         return copy.deepcopy(self, memo={id(tok): tok} if tok is not None else None)
 
     #: the verbalizer refines itself on a support set of unlabelled task examples before training (KPT); the
-    #: pipeline's ``refine`` stage measures the verbalizer inputs there and calls :meth:`refine`
+    #: pipeline's ``refine`` stage measures the support set and calls :meth:`refine`
     needs_support: ClassVar[bool] = False
 
-    def refine(self, inputs: torch.Tensor) -> dict[str, Any]:
-        """Adapt to the verbalizer inputs of support examples (``[N, ...]``); returns a report (JSON-able)."""
+    def refine(self, inputs: torch.Tensor, vocab_logprob: torch.Tensor) -> dict[str, Any]:
+        """Adapt to a support set: ``inputs`` are its verbalizer inputs (``[N, ...]``), ``vocab_logprob`` the
+        LM's mean log-probability of every vocabulary token at the mask over it (``[V]``).  Returns a report
+        (JSON-able) for ``results.json``."""
         return {}
 
     #: exact multi-token scoring (``input == word_logprobs``): the words and how to fill their masks

@@ -10,9 +10,10 @@ come first.  Then, as KPT does:
    them), and so are words listed for several classes (their scores would tie);
 2. **frequency refinement** (before training, on a support set -- the pipeline's ``refine`` stage: the
    same unlabelled pool examples ``calibrate=support`` uses, ``calibrate_size`` of them, labels never
-   read): every word's prior is its mean probability over the support inputs (the normalised word
-   scores, before calibration); the fraction ``cut_off`` (0.5, KPT's default) of all words with the
-   lowest prior is dropped -- except each class's first word, so no class loses its name;
+   read): the LM's mean log-probability of every vocabulary token at the mask over the support inputs;
+   the fraction ``cut_off`` (0.5, KPT's default) of the vocabulary with the lowest is "rare", and a word
+   with a rare sub-token is dropped (KPT's rule, OpenPrompt's ``register_calibrate_logits``) -- except
+   each class's first word, so no class loses its name;
 3. **calibration**: KPT divides by the same support-set prior; here that is ``calibrate=support``
    (KPT's AG News zero-shot: 51.3 without calibration, 85.1 with it -- use it);
 4. **learned word weights** (``learn_weights=true``): one weight per word, softmax-normalised within its
@@ -57,8 +58,13 @@ def load_word_list(source: str | Path, labels: Sequence[str] | None = None) -> d
     data = yaml.safe_load(p.read_text())
     if not isinstance(data, Mapping):
         raise VerbalizerError(f"word list {p}: expected a mapping class -> list of words, got {type(data).__name__}")
-    out = {str(k): [str(w).strip() for w in (v if isinstance(v, list) else [v]) if str(w).strip()]
-           for k, v in data.items()}
+    for k, v in data.items():
+        for j, w in enumerate(v if isinstance(v, list) else [v]):
+            if not isinstance(w, str):  # YAML reads no/yes/on/off/true as booleans, 1/2.5 as numbers
+                raise VerbalizerError(f"word list {p}: class {k!r}, word {j + 1} is {w!r} ({type(w).__name__}), not "
+                                      f"a word: YAML reads no/yes/on/off/true/null and numbers as values; fix: quote "
+                                      f"it, e.g. \"{str(w).lower() if isinstance(w, bool) else w}\"")
+    out = {str(k): [w.strip() for w in (v if isinstance(v, list) else [v]) if w.strip()] for k, v in data.items()}
     if labels is not None:
         missing = [c for c in labels if c not in out]
         extra = [c for c in out if c not in labels]
@@ -72,6 +78,8 @@ class KnowledgeableVerbalizer(ManualVerbalizer):
     """Many words per class from a word list, refined by length, shared use and support-set prior (KPT)."""
 
     needs_support = True
+    OPTIONS = frozenset({"words", "words_source", "cut_off", "learn_weights", "refined", "aggregation", "multi_token",
+                         "prefix_space", "max_subtokens", "allow_shared", "multi_token_reduce", "multi_token_fill"})
 
     def __init__(self, label_words: Any, tokenizer: Any, labels: Sequence[str] | None = None,
                  words: str | Path | Mapping[str, Sequence[str]] | None = None, cut_off: float = 0.5,
@@ -138,22 +146,27 @@ class KnowledgeableVerbalizer(ManualVerbalizer):
                                       "tokenizer knows")
         return kept, dropped
 
-    def refine(self, inputs: torch.Tensor) -> dict[str, Any]:
-        """Frequency refinement: drop the ``cut_off`` fraction of words with the lowest support-set prior."""
+    def refine(self, inputs: torch.Tensor, vocab_logprob: torch.Tensor) -> dict[str, Any]:
+        """Frequency refinement, KPT's rule: ``vocab_logprob`` ``[V]`` is the support set's mean log-probability
+        of every vocabulary token at the mask; the ``cut_off`` fraction of the *vocabulary* with the lowest is
+        rare, and a word any of whose sub-tokens is rare is dropped (a class's first word never is).  A frequent
+        word survives whatever the other words do, and a multi-token word is judged by its pieces' own
+        frequency, not by its (much smaller) joint probability."""
         if self.refined:
             return {"skipped": "already refined"}
-        prior = self.word_logprobs(inputs.float()).exp().mean(0)  # [W]
+        if self.calibrated:
+            raise VerbalizerError("kpt verbalizer: refine() after calibration would leave a prior over words that "
+                                  "are dropped; fix: refine first, then calibrate (the pipeline's order)")
+        prior = vocab_logprob.detach().float().flatten().cpu()
+        order = torch.argsort(prior, stable=True)
+        quantile = torch.empty_like(prior)  # the share of the vocabulary less probable than each token
+        quantile[order] = torch.arange(prior.numel(), dtype=torch.float32) / prior.numel()
+        rare = set(order[: int(self.cut_off * prior.numel())].tolist())
         words = [(cls, w) for cls, w, _ in self.splits]
         firsts = {(cls, ws[0]) for cls, ws in self.label_words.items()}
-        n_drop = int(self.cut_off * len(words))
-        order = sorted(range(len(words)), key=lambda i: (float(prior[i]), i))
-        drop = set()
-        for i in order:
-            if len(drop) >= n_drop:
-                break
-            if words[i] not in firsts:
-                drop.add(i)
+        drop = {i for i, ids in enumerate(self.words_ids) if words[i] not in firsts and rare.intersection(ids)}
         before = {c: len(ws) for c, ws in self.label_words.items()}
+        ids_of = list(self.words_ids)
         self.label_words = {c: [w for i, (cc, w) in enumerate(words) if cc == c and i not in drop]
                             for c in self.label_words}
         self._tokenize(self.prefix_space)
@@ -161,7 +174,8 @@ class KnowledgeableVerbalizer(ManualVerbalizer):
         self.refined = True
         return {"words_before": before, "words_after": {c: len(ws) for c, ws in self.label_words.items()},
                 "dropped": sorted(words[i][1] for i in drop),
-                "prior_of_kept": {w: round(float(prior[i]), 6) for i, (_, w) in enumerate(words) if i not in drop}}
+                "vocab_quantile_of_kept": {w: round(min(float(quantile[t]) for t in ids_of[i]), 4)
+                                           for i, (_, w) in enumerate(words) if i not in drop}}
 
     # ------------------------------------------------------------------ learned word weights
     def _reset_weights(self) -> None:
@@ -187,9 +201,7 @@ class KnowledgeableVerbalizer(ManualVerbalizer):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                     template: Any = None, name: str | None = None, mlm: Any = None) -> "KnowledgeableVerbalizer":
-        opts = cls.options(cfg, {"words", "words_source", "cut_off", "learn_weights", "refined", "aggregation",
-                                 "multi_token", "prefix_space", "max_subtokens", "allow_shared", "multi_token_reduce",
-                                 "multi_token_fill"})
+        opts = cls.options(cfg)
         opts.pop("words_source", None)  # where the words came from (informational)
         opts.pop("allow_shared", None)  # shared words are dropped, never allowed
         return cls(cfg.get("label_words"), tokenizer, labels=labels or cfg.get("labels"), template=template,

@@ -108,6 +108,9 @@ class ManualVerbalizer(BaseVerbalizer):
     and a word shared by two classes (their scores would tie) unless ``allow_shared=True``.
     """
 
+    OPTIONS = frozenset({"aggregation", "multi_token", "prefix_space", "max_subtokens", "allow_shared",
+                         "multi_token_reduce", "multi_token_fill"})
+
     needs_model = False  # built from the tokenizer alone: label words are checked before the LM loads
 
     def __init__(self, label_words: Any, tokenizer: Any, labels: Sequence[str] | None = None,
@@ -226,8 +229,7 @@ class ManualVerbalizer(BaseVerbalizer):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                     template: Any = None, name: str | None = None, mlm: Any = None) -> "ManualVerbalizer":
-        opts = cls.options(cfg, {"aggregation", "multi_token", "prefix_space", "max_subtokens", "allow_shared",
-                                 "multi_token_reduce", "multi_token_fill"})
+        opts = cls.options(cfg)
         if cfg.get("label_words") is None:
             raise VerbalizerError("the manual verbalizer needs label_words (class -> word or list of words)")
         return cls(cfg["label_words"], tokenizer, labels=labels or cfg.get("labels"), name=name, template=template,

@@ -48,6 +48,7 @@ class SoftVerbalizer(BaseVerbalizer):
     """A linear head ``H -> C`` on the mask's hidden state, initialised from the label words' LM-head rows."""
 
     input = MASK_HIDDEN
+    OPTIONS = frozenset({"prefix_space", "hidden_size"})
     needs_model = True  # the head is sized and initialised from the LM's output embeddings
 
     def __init__(self, label_words: Any, tokenizer: Any, mlm: nn.Module | None = None,
@@ -100,7 +101,7 @@ class SoftVerbalizer(BaseVerbalizer):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], tokenizer: Any, labels: Sequence[str] | None = None,
                     template: Any = None, name: str | None = None, mlm: nn.Module | None = None) -> "SoftVerbalizer":
-        opts = cls.options(cfg, {"prefix_space", "hidden_size"})
+        opts = cls.options(cfg)
         if cfg.get("label_words") is None:
             raise VerbalizerError("the soft verbalizer needs label_words (they initialise the head)")
         return cls(cfg["label_words"], tokenizer, mlm=mlm, labels=labels or cfg.get("labels"), template=template,
