@@ -1,0 +1,173 @@
+"""Mixed-task batches over one frozen LM (promptlearn.multitask): every example gets exactly its own task model's scores."""
+
+import json
+
+import pytest
+import torch
+
+from promptlearn.data import PromptCollator
+from promptlearn.errors import ConfigError
+from promptlearn.multitask import BaseModelMismatch, MultiTaskModel, RowError
+from promptlearn.prompt_model import PromptModel
+from promptlearn.soft_prompt import build_soft_prompt
+from promptlearn.template import Template
+from promptlearn.verbalizers import SoftVerbalizer, Verbalizer
+
+from conftest import tiny_mlm
+
+TEXTS = ["the movie was great .", "a boring plot and bad acting , really awful", "i love this film",
+         "no , that film was awful", "maybe it is fine ?", "they hate the story ."]
+PAIRS = [("is it good", "yes it is"), ("the plot is boring", "it was fun"), ("i love it", "they hate it")]
+
+
+def _tasks(tok, mlm):
+    """Six tasks on one LM: every prompt type, different soft-token counts, prefix lengths and class counts."""
+    def model(text, labels, encoder=None, materialize=False, soft_head=False, **opts):
+        template = Template(text, tok, max_length=40)
+        prompt = None
+        if encoder is not None:
+            prompt = build_soft_prompt(template.soft_spec, mlm, encoder, seed=len(text), **opts)
+            if materialize:
+                prompt = prompt.plain()
+        verbalizer = SoftVerbalizer(labels, tok, mlm, template=template) if soft_head else Verbalizer(labels, tok)
+        m = PromptModel(mlm, template, verbalizer, soft_prompt=prompt).eval()
+        if soft_head:  # a trained-looking head, not the label-word initialisation
+            with torch.no_grad():
+                for p in m.verbalizer.parameters():
+                    p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.1)
+        return m
+
+    return {
+        "emb": model("{soft*2} {text_a} {soft:It was|id=p} {mask} {soft|id=q} .", {"neg": "bad", "pos": "great"},
+                     "embedding"),
+        "lstm": model("{soft*3} {text_a} It was {mask} .", {"neg": "terrible", "mid": "fine", "pos": "good"}, "lstm"),
+        "mlp": model("{text_a} {soft*4} {mask} .", {"no": "boring", "yes": "fun"}, "mlp", materialize=True),
+        "deep5": model("{text_a} It was {mask} .", {"neg": ["bad", "awful"], "pos": "great"}, "deep", num_prefix=5),
+        "deep2": model("{soft} {text_a} ? {mask} , {text_b}", {"no": "bad", "maybe": "fine", "yes": "yes"}, "deep",
+                       num_prefix=2, prefix_projection=True, prefix_hidden_size=8),
+        "hard": model("{mask} : {text_a}", {"w": "awful", "s": "sports", "b": "business", "t": "tech"},
+                      soft_head=True),
+    }
+
+
+def _rows():
+    rows = []
+    for i in range(6):
+        for task in ("emb", "lstm", "mlp", "deep5", "hard"):
+            rows.append({"task": task, "text_a": TEXTS[(i + len(task)) % len(TEXTS)]})
+        a, b = PAIRS[i % len(PAIRS)]
+        rows.append({"task": "deep2", "text_a": a, "text_b": b})
+    return rows
+
+
+def _own_scores(model, rows):
+    """The task's own PromptModel on its own rows (its own batch)."""
+    batch = PromptCollator(model.template.tokenizer.pad_token_id)([model.template.encode(r) for r in rows])
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_mixed_batch_equals_each_tasks_own_model(kind, bert_tokenizer, roberta_tokenizer):
+    tok = roberta_tokenizer if kind == "roberta" else bert_tokenizer
+    mlm = tiny_mlm(kind, len(tok))
+    tasks = _tasks(tok, mlm)
+    multi = MultiTaskModel(tasks).eval()
+    rows = _rows()
+    encoded, kept, bad = multi.encode(rows)
+    assert not bad and kept == sorted(kept, key=lambda i: [*tasks].index(rows[i]["task"]))
+    # one forward over all 36 rows of six tasks, in a shuffled order
+    perm = torch.randperm(len(kept), generator=torch.Generator().manual_seed(0)).tolist()
+    batch = PromptCollator(tok.pad_token_id)([encoded[j] for j in perm])
+    assert set(batch["task_ids"].tolist()) == set(range(6))
+    with torch.no_grad():
+        mixed = multi(**batch).logits
+    for name, model in tasks.items():
+        mine = [p for p, j in enumerate(perm) if rows[kept[j]]["task"] == name]
+        own = _own_scores(model, [rows[kept[perm[p]]] for p in mine])
+        c = len(model.labels)
+        torch.testing.assert_close(mixed[mine, :c], own, atol=1e-5, rtol=1e-5)
+        assert torch.isinf(mixed[mine, c:]).all()
+    # predict: length-sorted batches of 4 through the one batcher and inference loop, back in input order
+    out = multi.predict(rows, batch_size=4)
+    for name, model in tasks.items():
+        idx = [i for i, r in enumerate(rows) if r["task"] == name]
+        probs = torch.softmax(_own_scores(model, [rows[i] for i in idx]), -1)
+        for i, p in zip(idx, probs):
+            assert out[i]["task"] == name and out[i]["label"] == model.labels[int(p.argmax())]
+            assert list(out[i]["probs"]) == model.labels
+            torch.testing.assert_close(torch.tensor(list(out[i]["probs"].values())), p, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_rows_get_errors_and_the_good_rows_their_scores(bert_tokenizer):
+    tok = bert_tokenizer
+    mlm = tiny_mlm("bert", len(tok))
+    tasks = _tasks(tok, mlm)
+    multi = MultiTaskModel({k: tasks[k] for k in ("emb", "deep2", "hard")}).eval()
+    rows = [{"task": "emb", "text_a": TEXTS[0]}, {"task": "sst-2", "text_a": "x"}, {"task": "deep2", "text_a": "a"},
+            {"text_a": "no task"}, "just a string", {"task": "hard", "text_a": TEXTS[1]},
+            {"task": "emb", "text_a": ["not", "text"]}, {"task": "deep2", "text_a": "a", "text_b": "b"}]
+    out = multi.predict(rows, batch_size=2, errors="record", where=lambda i: f"line {i + 1}")
+    errors = {i: r["error"] for i, r in enumerate(out) if "error" in r}
+    assert sorted(errors) == [1, 2, 3, 4, 6]
+    assert errors[1].startswith("line 2: unknown task 'sst-2'") and "['emb', 'deep2', 'hard']" in errors[1]
+    assert errors[2].startswith("line 3: task 'deep2' needs field 'text_b'") and "fix: add \"text_b\"" in errors[2]
+    assert "no 'task' field" in errors[3] and "not an object" in errors[4] and "is a list" in errors[6]
+    for i in (0, 5, 7):
+        name = rows[i]["task"]
+        p = torch.softmax(_own_scores(tasks[name], [rows[i]]), -1)[0]
+        assert out[i]["label"] == tasks[name].labels[int(p.argmax())]
+        torch.testing.assert_close(torch.tensor(list(out[i]["probs"].values())), p, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RowError, match="input row 1: unknown task 'sst-2'"):
+        multi.predict(rows)
+
+
+def test_refuses_other_base_models(bert_tokenizer):
+    tok = bert_tokenizer
+    mlm, other = tiny_mlm("bert", len(tok), seed=0), tiny_mlm("bert", len(tok), seed=1)
+    template = Template("{text_a} It was {mask} .", tok)
+    a = PromptModel(mlm, template, Verbalizer({"n": "bad", "p": "great"}, tok), base_model="bert-a")
+    b = PromptModel(other, template, Verbalizer({"n": "bad", "p": "great"}, tok), base_model="bert-b")
+    with pytest.raises(BaseModelMismatch, match="task 'b' was trained on base model 'bert-b'.*task 'a' on 'bert-a'"):
+        MultiTaskModel({"a": a, "b": b})
+    b.base_model = "bert-a"  # the same name, other weights
+    with pytest.raises(BaseModelMismatch, match="name the same base model 'bert-a' but their LMs' weights differ"):
+        MultiTaskModel({"a": a, "b": b})
+    twin = tiny_mlm("bert", len(tok), seed=0)  # a second copy of the same weights is accepted
+    c = PromptModel(twin, template, Verbalizer({"n": "bad", "p": "great"}, tok), base_model="bert-a")
+    assert MultiTaskModel({"a": a, "c": c}).tasks == ["a", "c"]
+    exact = PromptModel(mlm, template, Verbalizer({"n": "bad", "p": "greatly"}, tok), base_model="bert-a")
+    assert exact.verbalizer.input == "word_logprobs"  # 'greatly' = gre ##at ##ly: three masks
+    with pytest.raises(ConfigError, match="task 'x': its verbalizer scores multi-token words exactly"):
+        MultiTaskModel({"a": a, "x": exact})
+    with pytest.raises(ConfigError, match="its LM was trained"):
+        a.trained = ("lm",)
+        MultiTaskModel({"a": a, "c": c})
+
+
+def test_from_pretrained_loads_the_base_once_and_checks_it(tiny_model_dirs, tmp_path):
+    from promptlearn.backbone import load_backbone
+
+    tok, mlm = load_backbone(str(tiny_model_dirs["bert"]))
+    tasks = _tasks(tok, mlm)
+    dirs = {}
+    for name in ("emb", "lstm", "deep2"):
+        tasks[name].base_model = str(tiny_model_dirs["bert"])
+        dirs[name] = tasks[name].save_pretrained(tmp_path / name, materialize=name == "lstm")
+    multi = MultiTaskModel.from_pretrained(dirs)
+    assert len({id(m.mlm) for m in multi.members.values()}) == 1
+    rows = [r for r in _rows() if r["task"] in dirs]
+    out = multi.predict(rows, batch_size=5)
+    for i, r in enumerate(rows):
+        p = torch.softmax(_own_scores(tasks[r["task"]], [r]), -1)[0]
+        torch.testing.assert_close(torch.tensor(list(out[i]["probs"].values())), p, atol=1e-5, rtol=1e-5)
+    # a prompt saved on other weights than the base it names is refused
+    cfg = json.loads((tmp_path / "emb" / "promptlearn.json").read_text())
+    cfg["lm_fingerprint"] = "0" * 32
+    (tmp_path / "emb" / "promptlearn.json").write_text(json.dumps(cfg))
+    with pytest.raises(BaseModelMismatch, match="task 'emb': its artifact was saved on base-model weights"):
+        MultiTaskModel.from_pretrained(dirs)
+    cfg["spec"]["base_model"] = "/elsewhere/bert"
+    (tmp_path / "emb" / "promptlearn.json").write_text(json.dumps(cfg))
+    with pytest.raises(BaseModelMismatch, match="task 'lstm' .* was trained on base model .* but task 'emb'"):
+        MultiTaskModel.from_pretrained(dirs)
