@@ -171,3 +171,50 @@ def test_from_pretrained_loads_the_base_once_and_checks_it(tiny_model_dirs, tmp_
     (tmp_path / "emb" / "promptlearn.json").write_text(json.dumps(cfg))
     with pytest.raises(BaseModelMismatch, match="task 'lstm' .* was trained on base model .* but task 'emb'"):
         MultiTaskModel.from_pretrained(dirs)
+
+
+def test_predict_cli_mixed_jsonl(tiny_model_dirs, tmp_path):
+    """python -m promptlearn.predict: mixed tasks from one JSONL file, input order, per-line errors, exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    from promptlearn.backbone import load_backbone
+
+    from conftest import ROOT
+
+    tok, mlm = load_backbone(str(tiny_model_dirs["bert"]))
+    tasks = _tasks(tok, mlm)
+    for name in ("emb", "deep2"):
+        tasks[name].base_model = str(tiny_model_dirs["bert"])
+        tasks[name].save_pretrained(tmp_path / name)
+    rows = [{"task": "emb", "text_a": TEXTS[0], "id": "a"}, {"task": "deep2", "text_a": "is it", "text_b": "yes"},
+            {"task": "trec", "text_a": "what ?"}, {"task": "deep2", "text_a": "no b"}, {"task": "emb", "text_a": TEXTS[2]}]
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(3, "{not json")
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n\n")
+    (tmp_path / "models.yaml").write_text("emb: emb\n")
+    cmd = [sys.executable, "-m", "promptlearn.predict", "--models", str(tmp_path / "models.yaml"), "--model",
+           f"deep2={tmp_path / 'deep2'}", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+           "--batch-size", "2", "--no-progress"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "predicted 3 of 6 rows (emb: 2, deep2: 1)" in proc.stderr and "3 row(s) have errors" in proc.stderr
+    out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [o["line"] for o in out] == [1, 2, 3, 4, 5, 6]
+    assert out[0]["id"] == "a" and out[2]["error"].startswith("line 3: unknown task 'trec'")
+    assert out[3]["error"].startswith("line 4: not valid JSON") and "line 5: task 'deep2' needs field 'text_b'" in out[4]["error"]
+    for o, r in ((out[0], rows[0]), (out[1], rows[1]), (out[5], rows[4])):
+        p = torch.softmax(_own_scores(tasks[r["task"]], [r]), -1)[0]
+        assert o["task"] == r["task"] and o["label"] == tasks[r["task"]].labels[int(p.argmax())]
+        torch.testing.assert_close(torch.tensor(list(o["probs"].values())), p, atol=1e-5, rtol=1e-5)
+    # models that cannot be served together: one message, exit 2, no output
+    cfg = json.loads((tmp_path / "emb" / "promptlearn.json").read_text())
+    cfg["spec"]["base_model"] = "/elsewhere/bert"
+    (tmp_path / "emb" / "promptlearn.json").write_text(json.dumps(cfg))
+    (tmp_path / "out.jsonl").unlink()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 2 and proc.stderr.startswith("error: task 'deep2'") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()
