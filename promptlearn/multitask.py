@@ -175,6 +175,33 @@ class MultiTaskModel(nn.Module):
                   for n in names}
         return cls(models, fingerprints={n: configs[n].get("lm_fingerprint") for n in names})
 
+    # ------------------------------------------------------------------ training (promptlearn.trainer.train)
+    @property
+    def soft_prompt(self) -> nn.ModuleDict | None:
+        """The tasks' prompts (a view, for the ``prompt`` parameter group)."""
+        prompts = {n: self.members[n].soft_prompt for n in self.tasks if self.members[n].soft_prompt is not None}
+        return nn.ModuleDict(prompts) if prompts else None
+
+    @property
+    def verbalizer(self) -> nn.ModuleDict:
+        """The tasks' verbalizers (a view, for the ``verbalizer`` parameter group)."""
+        return nn.ModuleDict({n: self.members[n].verbalizer for n in self.tasks})
+
+    @property
+    def trained(self) -> tuple[str, ...]:
+        return tuple(sorted({g for n in self.tasks for g in self.members[n].trained}))
+
+    def mark_trained(self, strategy: str, groups: Sequence[str]) -> None:
+        for n in self.tasks:
+            self.members[n].mark_trained(strategy, groups)
+
+    def encode_split(self, rows: Sequence[Mapping[str, Any]], task_key: str = "task") -> Any:
+        """Labelled rows (``task_key``, ``label`` = the class index within its task, the task's fields) encoded for
+        mixed-task training batches (``promptlearn.trainer.train`` calls this instead of ``encode_dataset``)."""
+        rows = list(rows)
+        encoded, kept, _ = self.encode(rows, task_key=task_key, errors="raise")
+        return encoded.add_column("label", [int(rows[i]["label"]) for i in kept])
+
     @property
     def labels(self) -> dict[str, list[str]]:
         return {n: list(self.members[n].labels) for n in self.tasks}

@@ -13,7 +13,9 @@ from promptlearn.soft_prompt import build_soft_prompt
 from promptlearn.template import Template
 from promptlearn.verbalizers import SoftVerbalizer, Verbalizer
 
-from conftest import tiny_mlm
+import numpy as np
+
+from conftest import DATA, tiny_mlm
 
 TEXTS = ["the movie was great .", "a boring plot and bad acting , really awful", "i love this film",
          "no , that film was awful", "maybe it is fine ?", "they hate the story ."]
@@ -218,3 +220,74 @@ def test_predict_cli_mixed_jsonl(tiny_model_dirs, tmp_path):
                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: task 'deep2'") and "Traceback" not in proc.stderr
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_multitask_training_mixes_tasks_in_batches_over_a_frozen_lm(bert_tokenizer):
+    """A mixed batch's loss gives each task's prompt and verbalizer exactly the gradient of that task's own loss
+    (scaled by its share of the batch); the one trainer trains a MultiTaskModel and leaves the LM unchanged."""
+    import torch.nn.functional as F
+
+    from promptlearn.trainer import train
+
+    tok = bert_tokenizer
+    mlm = tiny_mlm("bert", len(tok))
+    lm_before = {k: v.clone() for k, v in mlm.state_dict().items()}
+
+    def member(text, encoder, **opts):
+        template = Template(text, tok, max_length=32)
+        prompt = build_soft_prompt(template.soft_spec, mlm, encoder, seed=1, **opts)
+        return PromptModel(mlm, template, SoftVerbalizer({"neg": "bad", "pos": "great"}, tok, mlm, template=template),
+                           soft_prompt=prompt)
+
+    multi = MultiTaskModel({"a": member("{soft*2} {text_a} It was {mask} .", "lstm"),
+                            "b": member("{text_a} ? {mask} .", "deep", num_prefix=3, prefix_projection=True,
+                                        prefix_hidden_size=8)})
+    rows = [{"task": "a" if i % 3 else "b", "text_a": t, "label": i % 2} for i, t in enumerate(TEXTS * 2)]
+    enc = multi.encode_split(rows)
+    batch = PromptCollator(tok.pad_token_id)([enc[i] for i in range(len(enc))])
+    params = {n: [*multi.members[n].soft_prompt.parameters(), *multi.members[n].verbalizer.parameters()] for n in "ab"}
+    loss = F.cross_entropy(multi(**batch).logits, batch["labels"])
+    mixed = dict(zip("ab", (torch.autograd.grad(loss, params[n], retain_graph=True) for n in "ab")))
+    for n in "ab":
+        mine = [r for r in rows if r["task"] == n]
+        b = PromptCollator(tok.pad_token_id)([multi.members[n].template.encode(r) for r in mine])
+        own_loss = F.cross_entropy(multi.members[n](**b).logits, torch.tensor([r["label"] for r in mine]))
+        share = len(mine) / len(rows)
+        for g_mixed, g_own in zip(mixed[n], torch.autograd.grad(own_loss, params[n])):
+            torch.testing.assert_close(g_mixed, share * g_own, atol=1e-6, rtol=1e-4)
+        assert any(g.abs().sum() > 0 for g in mixed[n])
+    few = type("Few", (), {"train": rows, "dev": rows})()
+    strategy = dict(name="fixed_lm", prompt_lr=1e-2, lr=0.0, batch_size=4, max_steps=6, eval_every=3)
+    info = train(multi, few, strategy, dict(seed=7, progress=False), torch.device("cpu"), main_metric="accuracy")
+    assert info["trainable_params"] == sum(p.numel() for n in "ab" for p in params[n])
+    assert info["train_examples"] == 12 and len(info["log"]) == 2
+    assert all(torch.equal(v, lm_before[k]) for k, v in mlm.state_dict().items())
+    assert multi.members["b"].trained == ("prompt", "verbalizer") and multi.members["b"].strategy == "fixed_lm"
+
+
+@pytest.mark.skipif(not (DATA / "SST-2").is_dir() or not (DATA / "MR").is_dir(), reason="shared data not found")
+def test_multitask_train_single_vs_multi_end_to_end(tiny_model_dirs, tmp_path):
+    """promptlearn.multitask_train: single-task runs are the CLI's; the joint run uses the same few-shot samples;
+    its saved per-task prompts, served together, reproduce the recorded test metrics."""
+    from promptlearn.multitask_train import report, train_multitask
+
+    overrides = [f"model.name_or_path={tiny_model_dirs['bert']}", "strategy=fixed_lm", "strategy.k_shot=4",
+                 "strategy.max_steps=2", "strategy.eval_every=2", "limit=24", "progress=false", "seed=13"]
+    res = train_multitask(["sst2", "mr"], overrides, tmp_path / "seed13", continue_steps=1)
+    assert res["multi_train"]["steps"] == 4 and res["multi_train"]["train_examples"] == 16
+    for name in ("sst2", "mr"):
+        single = json.loads((tmp_path / "seed13" / "single" / name / "results.json").read_text())
+        assert single["metrics"] == res["single"][name] and single["checksums"]["few_shot"] == res["checksums"][name]
+    multi = MultiTaskModel.from_pretrained({n: tmp_path / "seed13" / "multi" / n / "model" for n in ("sst2", "mr")})
+    from promptlearn.run import _checked
+    from promptlearn.multitask_train import compose_config
+
+    for name in ("sst2", "mr"):
+        task = _checked(compose_config(name, overrides))[1]
+        test = task.splits["test"].select(range(24))
+        rows = [{"task": name, "text_a": t} for t in test["text_a"]]
+        preds = [multi.members[name].labels.index(o["label"]) for o in multi.predict(rows, batch_size=7)]
+        assert float(np.mean(np.asarray(preds) == np.asarray(test["label"]))) == res["multi"][name]["accuracy"]
+        assert res["continued"][name]["n"] == 24
+    table = report(tmp_path)
+    assert "| sst2 (accuracy) |" in table and "multi-task + continued alone" in table
