@@ -4,7 +4,9 @@
 # Same step budget as experiments/few_shot_mini_mlm.sh: 300 steps of batch 8 per task alone (dev every 50 steps);
 # the joint run 4 x 300 = 1200 steps over the union (each task sees as many examples as alone), selected on the
 # union of the dev sets; continued: 100 more steps per task alone.  fixed_lm defaults: 4 soft tokens before the
-# task's template, embedding encoder, prompt lr 1e-2, manual verbalizer (the task's label words).
+# task's template, embedding encoder, prompt lr 1e-2, manual verbalizer (the task's label words), read at the one mask
+# (verbalizer.multi_token=mean, in both settings): subj's 'subjective' and trec's 'Entity' are two WordPiece tokens
+# for mini-mlm, and exact n-mask scoring (the default) is not served in mixed batches.
 # Usage: bash experiments/multitask_mini_mlm.sh [seeds]   (default 13 21 42 87 100)
 #   -> multirun/multitask_mini_mlm/seed*/multitask.json, summary.md, mixed_predictions.jsonl
 set -euo pipefail
@@ -17,6 +19,7 @@ START=$(date +%s)
 for SEED in $SEEDS; do
   python -m promptlearn.multitask_train --tasks $TASKS --out $SWEEP/seed$SEED --continue-steps 100 \
       model.name_or_path="$MODEL" strategy=fixed_lm strategy.max_steps=300 strategy.eval_every=50 seed=$SEED \
+      verbalizer.multi_token=mean \
       progress=false threads=${THREADS:-1}
 done
 python -m promptlearn.multitask_train --report $SWEEP | tee $SWEEP/summary.md

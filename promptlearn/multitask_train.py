@@ -174,7 +174,7 @@ def report(root: Path) -> str:
     seeds = sorted(r["seed"] for r in runs)
     walls = {s: sum(r["wall_s"].get(s, 0) for r in runs) for s in settings}
     lines.append("")
-    lines.append(f"seeds {seeds}; strategy {runs[0]['strategy']}; overrides {' '.join(runs[0]['overrides'])}; "
+    lines.append(f"seeds {seeds}; strategy {runs[0]['strategy']}; overrides {' '.join(o for o in runs[0]['overrides'] if not o.startswith('seed='))}; "
                  f"wall time over all seeds: " + ", ".join(f"{names[s]} {walls[s]:.0f} s" for s in settings))
     return "\n".join(lines)
 
