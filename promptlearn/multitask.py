@@ -50,7 +50,7 @@ class RowError(PromptlearnError, ValueError):
     """One input row cannot be scored (unknown task, missing field); the message names the row and the fix."""
 
 
-def _base_of(name: str, model: PromptModel) -> tuple[Any, Any]:
+def _base_of(model: PromptModel) -> tuple[Any, Any]:
     spec = model.spec
     return spec.base_model, spec.revision
 
@@ -85,11 +85,11 @@ class MultiTaskModel(nn.Module):
                                   "verbalizer.multi_token=mean|first|max")
         names = list(models)
         first = models[names[0]]
-        base = _base_of(names[0], first)
+        base = _base_of(first)
         shared = first.mlm
         shared_fp: str | None = None
         for name in names[1:]:
-            other = _base_of(name, models[name])
+            other = _base_of(models[name])
             if other != base:
                 raise BaseModelMismatch(
                     f"task {name!r} was trained on base model {other[0]!r} (revision {other[1]!r}) but task "
