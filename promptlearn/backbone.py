@@ -126,6 +126,27 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def weight_fingerprint(model: nn.Module, samples: int = 64) -> str:
+    """A cheap fingerprint of a model's weights: sha256 over every tensor's name, shape and ``samples`` evenly
+    strided values (rounded to bfloat16, so a model loaded in bfloat16 has its float32 fingerprint).  Two LMs
+    with the same fingerprint are, for all practical purposes, the same weights (used to check that several
+    prompts share one base model)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(unwrap(model).state_dict().items()):
+        if not torch.is_floating_point(t):
+            continue
+        flat = t.detach().reshape(-1)
+        step = max(1, flat.numel() // samples)
+        vals = flat[::step][:samples].to(torch.bfloat16).float().cpu().numpy().tobytes()
+        h.update(f"{name}:{tuple(t.shape)}:".encode())
+        h.update(vals)
+    return h.hexdigest()[:32]
+
+
 def adapter_parameter_ids(model: nn.Module) -> set[int]:
     """ids of the adapter parameters of a PEFT-wrapped model (LoRA matrices, modules_to_save copies...).
 

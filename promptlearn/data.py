@@ -16,7 +16,7 @@ from .template import Template
 
 __all__ = ["encode_dataset", "PromptCollator", "Batches", "make_loader", "template_fingerprint"]
 
-MODEL_COLUMNS = ("input_ids", "token_type_ids", "soft_ids", "mask_pos")
+MODEL_COLUMNS = ("input_ids", "token_type_ids", "soft_ids", "mask_pos", "task_id")  # task_id: mixed-task batches
 _TEMPLATE_CODE_HASH = hashlib.sha256(Path(template_module.__file__).read_bytes()).hexdigest()[:16]
 
 
@@ -68,7 +68,8 @@ def encode_dataset(dataset: Any, template: Template, batch_size: int = 1000, num
 
 
 class PromptCollator:
-    """Pads ``input_ids`` (pad id), ``token_type_ids``/``soft_ids`` (0) to the longest in the batch."""
+    """Pads ``input_ids`` (pad id), ``token_type_ids``/``soft_ids`` (0) to the longest in the batch; a ``task_id``
+    column (mixed-task data, :mod:`promptlearn.multitask`) becomes ``task_ids`` ``[B]``."""
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
         self.pad_token_id = pad_token_id if pad_token_id is not None else 0
@@ -102,6 +103,8 @@ class PromptCollator:
         if soft is not None:
             batch["soft_ids"] = soft
         batch["mask_pos"] = torch.tensor([f["mask_pos"] for f in features], dtype=torch.long)
+        if "task_id" in features[0]:  # a mixed-task batch (promptlearn.multitask): each example's task
+            batch["task_ids"] = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
         if "label" in features[0] and features[0]["label"] is not None:
             batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
         return batch

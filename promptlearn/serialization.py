@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["save_prompt_model", "load_prompt_model", "predict", "CONFIG_NAME", "PROMPT_WEIGHTS", "VERBALIZER_WEIGHTS"]
+__all__ = ["save_prompt_model", "load_prompt_model", "read_config", "predict", "CONFIG_NAME", "PROMPT_WEIGHTS", "VERBALIZER_WEIGHTS"]
 
 CONFIG_NAME = "promptlearn.json"
 PROMPT_WEIGHTS = "prompt.safetensors"
@@ -47,7 +47,7 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
     """
     from safetensors.torch import save_file
 
-    from .backbone import adapter_parameter_ids, unwrap
+    from .backbone import adapter_parameter_ids, unwrap, weight_fingerprint
     from .errors import PromptlearnError
 
     if adapter_parameter_ids(model.mlm) or unwrap(model.mlm) is not model.mlm:
@@ -79,8 +79,10 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
         model.mlm.save_pretrained(d / "lm")
         model.template.tokenizer.save_pretrained(d / "lm")
         files["lm"] = "lm"
+    # the base LM's weights, so that prompts sharing one LM can be checked to share it (promptlearn.multitask)
     (d / CONFIG_NAME).write_text(json.dumps({"format": FORMAT, "spec": spec.to_dict(), "lm_saved": bool(save_lm),
-                                             "files": files}, indent=2))
+                                             "files": files, "lm_fingerprint": weight_fingerprint(model.mlm)},
+                                            indent=2))
     return d
 
 
@@ -103,12 +105,9 @@ def _upgrade_v1(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "spec": spec, "lm_saved": cfg["lm_saved"], "calibration_v1": calibration}
 
 
-def load_prompt_model(directory: str | Path, base_model: str | None = None, **load_kwargs: Any) -> nn.Module:
-    """Load what :func:`save_prompt_model` wrote; ``base_model`` overrides the recorded base LM;
-    ``load_kwargs`` go to transformers' ``from_pretrained`` (``torch_dtype=...``)."""
-    from safetensors.torch import load_file
-
-    from .spec import ModelSpec, build_model
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """The ``promptlearn.json`` of a saved model (upgraded to the current format), its ``spec`` a ``ModelSpec``."""
+    from .spec import ModelSpec
 
     d = Path(directory)
     if not (d / CONFIG_NAME).is_file():
@@ -121,9 +120,31 @@ def load_prompt_model(directory: str | Path, base_model: str | None = None, **lo
     spec = ModelSpec.from_dict(cfg["spec"])
     if cfg["lm_saved"] and "lm" not in spec.trained:  # its LM differs from the base: a re-save must keep it
         spec = spec.replace(trained=sorted({*spec.trained, "lm"}))
+    cfg["spec"] = spec
+    return cfg
+
+
+def load_prompt_model(directory: str | Path, base_model: str | None = None, tokenizer: Any = None,
+                      mlm: nn.Module | None = None, **load_kwargs: Any) -> nn.Module:
+    """Load what :func:`save_prompt_model` wrote; ``base_model`` overrides the recorded base LM;
+    ``tokenizer``/``mlm`` reuse an already loaded base LM (several prompts over one LM: :mod:`promptlearn.multitask`;
+    refused for a model that saved its own LM); ``load_kwargs`` go to transformers' ``from_pretrained``."""
+    from safetensors.torch import load_file
+
+    from .errors import PromptlearnError
+    from .spec import build_model
+
+    d = Path(directory)
+    cfg = read_config(d)
+    spec = cfg["spec"]
     if base_model is not None:
         spec = spec.replace(base_model=base_model, revision=None)
-    model = build_model(spec, lm_source=str(d / "lm") if cfg["lm_saved"] else None, **load_kwargs)
+    if mlm is not None and cfg["lm_saved"]:
+        raise PromptlearnError(f"{d}: this model saved its own LM ({d / 'lm'}; strategy {spec.strategy!r} trained "
+                               f"{spec.trained}), so it cannot run on another loaded LM; fix: load it on its own "
+                               "(load_prompt_model(dir) without mlm=)")
+    model = build_model(spec, tokenizer=tokenizer, mlm=mlm, lm_source=str(d / "lm") if cfg["lm_saved"] else None,
+                        **load_kwargs)
     if (d / PROMPT_WEIGHTS).is_file() and getattr(model, "soft_prompt", None) is not None:
         model.soft_prompt.load_state_dict(load_file(str(d / PROMPT_WEIGHTS)))
     if (d / VERBALIZER_WEIGHTS).is_file():

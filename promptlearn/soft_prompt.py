@@ -31,7 +31,6 @@ How deep prompts reach the attention layers: see :class:`DeepPrompt`.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import copy
 from typing import Any, Iterator
 
@@ -41,7 +40,8 @@ from torch import nn
 from .errors import ConfigError, PromptlearnError
 from .template import SoftSpec
 
-__all__ = ["SoftPrompt", "ReparamPrompt", "DeepPrompt", "build_soft_prompt", "ENCODERS", "DeepPromptUnsupported"]
+__all__ = ["SoftPrompt", "ReparamPrompt", "DeepPrompt", "build_soft_prompt", "ENCODERS", "DeepPromptUnsupported",
+           "prefixed_inputs", "keep_positions", "cache_argument"]
 
 ENCODERS = ("embedding", "lstm", "mlp", "deep")
 
@@ -182,29 +182,11 @@ class ReparamPrompt(nn.Module):
         return SoftPrompt.from_weight(self.spec, self.materialize())
 
 
-_POSITION_OFFSET_KWARGS = ("past_key_values_length", "cache_length")
-
-
-def cache_kwarg(mlm: nn.Module) -> str:
-    """The name under which the encoder takes a key/value cache: ``cache`` from transformers 5.24 on (where
-    ``past_key_values`` is a deprecated alias, removed in 5.40), ``past_key_values`` before.  Read from the
-    public signature of the unwrapped encoder's ``forward`` (``base_model``)."""
-    from .backbone import unwrap
-
-    inner = unwrap(mlm)
-    base = getattr(inner, "base_model", inner)
-    try:
-        params = inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
-
-
 class DeepPrompt(nn.Module):
     """P-tuning v2 / prefix tuning: ``num_prefix`` trainable key/value vectors in every attention layer.
 
-    **Injection.**  The prefixes go in through the model's public cache argument (``cache`` from
-    transformers 5.24, ``past_key_values`` before; :func:`cache_kwarg`): for
+    **Injection.**  The prefixes go in through the model's public cache argument (``cache``; ``past_key_values``
+    before transformers 5.2x, see :func:`cache_argument`): for
     each forward a fresh ``transformers.DynamicCache`` is filled with one ``[B, heads, P, head_dim]``
     key and value per layer, and the 2-D ``attention_mask`` is extended with ``P`` ones in front.  In
     transformers 5.x the BERT-family encoders (``is_decoder=False``) still hand the cache to every
@@ -216,8 +198,8 @@ class DeepPrompt(nn.Module):
     **Positions.**  BERT-family embeddings would shift the position ids of the real tokens by the
     cache length (what P-tuning v2 and PEFT effectively do).  We keep the positions the model uses
     without prefixes: a forward pre-hook on ``mlm.base_model.embeddings`` (a public ``nn.Module``
-    hook, active only inside :meth:`prefix_context`) sets its ``cache_length`` (``past_key_values_length``
-    before 5.24) argument to 0.
+    hook, active only inside :meth:`prefix_context`) sets its ``past_key_values_length`` (``cache_length`` in
+    transformers 5.2x) argument to 0.
 
     **Support check.**  Several masked LMs take ``past_key_values`` (through ``**kwargs``) but never
     hand it to their attention (ALBERT, DistilBERT, DeBERTa-v2, MPNet, ModernBERT in transformers
@@ -310,42 +292,12 @@ class DeepPrompt(nn.Module):
     # ------------------------------------------------------------------ injection
     def _prefixed(self, mlm: nn.Module, inputs: dict[str, torch.Tensor], kv: torch.Tensor,
                   attend: bool = True) -> dict[str, Any]:
-        from transformers import DynamicCache
-
+        batch = inputs["attention_mask"].shape[0]
+        # the same prefixes for every example: expanded over the batch (no copy)
+        kv = kv.unsqueeze(0).expand(batch, *kv.shape)
         mask = inputs["attention_mask"]
-        batch = mask.shape[0]
-        ref = inputs.get("inputs_embeds")
-        dtype = ref.dtype if ref is not None else mlm.get_input_embeddings().weight.dtype
-        kv = kv.to(device=mask.device, dtype=dtype)
-        # [layers, 2, P, heads*hd] -> [layers, 2, heads, P, hd]; expanded over the batch (no copy)
-        kv = kv.view(self.num_layers, 2, self.num_prefix, self.num_heads, self.head_dim).transpose(2, 3)
-        cache = DynamicCache()
-        for layer in range(self.num_layers):
-            cache.update(kv[layer, 0].unsqueeze(0).expand(batch, -1, -1, -1),
-                         kv[layer, 1].unsqueeze(0).expand(batch, -1, -1, -1), layer)
-        fill = mask.new_ones if attend else mask.new_zeros
-        out = dict(inputs)
-        out[cache_kwarg(mlm)] = cache
-        out["attention_mask"] = torch.cat([fill(batch, self.num_prefix), mask], dim=1)
-        return out
-
-    @contextlib.contextmanager
-    def _keep_positions(self, mlm: nn.Module) -> Iterator[None]:
-        def zero_past_length(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> Any:
-            # the embeddings' offset argument: past_key_values_length (transformers < 5.24), cache_length (newer)
-            for key in _POSITION_OFFSET_KWARGS:
-                if kwargs.get(key):
-                    kwargs = dict(kwargs, **{key: 0})
-            return args, kwargs
-
-        embeddings = getattr(getattr(mlm, "base_model", mlm), "embeddings", None)
-        handle = (embeddings.register_forward_pre_hook(zero_past_length, with_kwargs=True)
-                  if isinstance(embeddings, nn.Module) else None)
-        try:
-            yield
-        finally:
-            if handle is not None:
-                handle.remove()
+        prefix_mask = (mask.new_ones if attend else mask.new_zeros)(batch, self.num_prefix)
+        return prefixed_inputs(mlm, inputs, kv, prefix_mask, self.num_heads, self.head_dim)
 
     @contextlib.contextmanager
     def prefix_context(self, mlm: nn.Module, inputs: dict[str, torch.Tensor]) -> Iterator[dict[str, Any]]:
@@ -357,7 +309,7 @@ class DeepPrompt(nn.Module):
         if mlm.training and any(getattr(m, "gradient_checkpointing", False) is True for m in mlm.modules()):
             raise ConfigError("deep prompts cannot be used with gradient checkpointing: transformers drops "
                              "past_key_values inside checkpointed layers; disable gradient checkpointing")
-        with self._keep_positions(mlm):
+        with keep_positions(mlm):
             yield self._prefixed(mlm, inputs, self.key_values())
 
     @torch.no_grad()
@@ -374,7 +326,7 @@ class DeepPrompt(nn.Module):
             kv = torch.randn(self.num_layers, 2, self.num_prefix, self.kv_dim, generator=probe_rng).to(dev) * 3
             try:
                 base = mlm(**plain).logits
-                with self._keep_positions(mlm):
+                with keep_positions(mlm):
                     attended = self._prefixed(mlm, plain, kv, attend=True)
                     out_on = mlm(**attended).logits
                     masked = self._prefixed(mlm, plain, kv, attend=False)
@@ -384,9 +336,8 @@ class DeepPrompt(nn.Module):
                     f"deep prompts: {name} fails with key/value prefixes passed as past_key_values: "
                     f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}; use a BERT-family encoder "
                     "(BERT, RoBERTa, XLM-R, ELECTRA, ...) or the embedding/lstm/mlp encoders") from exc
-            cache = attended[cache_kwarg(mlm)]
-            grown = [cache.layers[i].get_seq_length() if i < len(cache.layers) else -1
-                     for i in range(self.num_layers)]
+            cache = attended[cache_argument(mlm)]
+            grown = [cache.layers[i].get_seq_length() if i < len(cache.layers) else -1 for i in range(self.num_layers)]
             if any(g != self.num_prefix + ids.shape[1] for g in grown):
                 raise DeepPromptUnsupported(
                     f"deep prompts: {name} ignores past_key_values in its self-attention layers (cache lengths "
@@ -401,6 +352,66 @@ class DeepPrompt(nn.Module):
                     "embedding/lstm/mlp encoders")
         finally:
             mlm.train(was_training)
+
+
+def prefixed_inputs(mlm: nn.Module, inputs: dict[str, torch.Tensor], kv: torch.Tensor, prefix_mask: torch.Tensor,
+                    num_heads: int, head_dim: int) -> dict[str, Any]:
+    """``inputs`` with per-example key/value prefixes: ``kv`` ``[B, layers, 2, P, heads*head_dim]`` goes into a fresh
+    ``DynamicCache`` as ``past_key_values``, and the 2-D attention mask is extended in front by ``prefix_mask``
+    ``[B, P]`` (1 = attend, 0 = a padding prefix position no token attends to).  Used by :class:`DeepPrompt` (the
+    same prefixes for every example) and :class:`promptlearn.multitask.MultiTaskModel` (each example its task's)."""
+    from transformers import DynamicCache
+
+    mask = inputs["attention_mask"]
+    ref = inputs.get("inputs_embeds")
+    dtype = ref.dtype if ref is not None else mlm.get_input_embeddings().weight.dtype
+    batch, layers, _, num_prefix = kv.shape[:4]
+    kv = kv.to(device=mask.device, dtype=dtype)
+    # [B, layers, 2, P, heads*hd] -> [B, layers, 2, heads, P, hd]
+    kv = kv.view(batch, layers, 2, num_prefix, num_heads, head_dim).transpose(3, 4)
+    cache = DynamicCache()
+    for layer in range(layers):
+        cache.update(kv[:, layer, 0], kv[:, layer, 1], layer)
+    out = dict(inputs)
+    out[cache_argument(mlm)] = cache
+    out["attention_mask"] = torch.cat([prefix_mask.to(device=mask.device, dtype=mask.dtype), mask], dim=1)
+    return out
+
+
+def cache_argument(mlm: nn.Module) -> str:
+    """The keyword the encoder of ``mlm`` takes its key/value cache by: ``cache`` (transformers >= 5.2x, where
+    ``past_key_values`` is a deprecated alias) or ``past_key_values``."""
+    import inspect
+
+    encoder = getattr(mlm, "base_model", mlm)
+    try:
+        params = inspect.signature(encoder.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - exotic forwards
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+#: the embeddings' keyword for the number of cached positions (transformers 5.0-5.1x: past_key_values_length)
+_PAST_LENGTH_KWARGS = ("past_key_values_length", "cache_length")
+
+
+@contextlib.contextmanager
+def keep_positions(mlm: nn.Module) -> Iterator[None]:
+    """While inside, the embeddings of ``mlm`` number the real tokens as without prefixes (a forward pre-hook on
+    ``mlm.base_model.embeddings`` sets its ``past_key_values_length`` / ``cache_length`` argument to 0)."""
+    def zero_past_length(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> Any:
+        if any(kwargs.get(k) for k in _PAST_LENGTH_KWARGS):
+            kwargs = dict(kwargs, **{k: 0 for k in _PAST_LENGTH_KWARGS if k in kwargs})
+        return args, kwargs
+
+    embeddings = getattr(getattr(mlm, "base_model", mlm), "embeddings", None)
+    handle = (embeddings.register_forward_pre_hook(zero_past_length, with_kwargs=True)
+              if isinstance(embeddings, nn.Module) else None)
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 _OPTIONS = {

@@ -165,12 +165,21 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     log.info(msg)
     print(msg)
 
-    # --- data: endless seeded training batches, length-sorted dev batches
-    template = model.template
-    pad_id = template.tokenizer.pad_token_id
+    # --- data: endless seeded training batches, length-sorted dev batches.  A model that encodes its own rows
+    # (promptlearn.multitask.MultiTaskModel: each row with its task's template) provides encode_split(rows).
+    own_encoding = getattr(model, "encode_split", None)
+    if own_encoding is not None and augment is not None:
+        raise ConfigError(f"{type(model).__name__} encodes its own rows, so augment= (demonstrations) cannot rewrite "
+                          "them; fix: train without demonstrations")
+    template = getattr(model, "template", None)
+    pad_id = (model.tokenizer if own_encoding is not None else template.tokenizer).pad_token_id
+
+    def encode(data: Any, desc: str) -> Any:
+        return own_encoding(data) if own_encoding is not None else encode_dataset(data, template, desc=desc)
+
     if augment is None:
-        train_enc = encode_dataset(few.train, template, desc="tokenising train")
-        dev_enc = encode_dataset(few.dev, template, desc="tokenising dev")
+        train_enc = encode(few.train, "tokenising train")
+        dev_enc = encode(few.dev, "tokenising dev")
         batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed)
         dev_batches: Any = Batches(dev_enc, int(cfg.get("eval_batch_size", 32)), pad_id, order="length",
                                    draw_base_seed=True)

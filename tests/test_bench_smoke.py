@@ -53,3 +53,22 @@ def test_multi_token_bench_smoke(tmp_path):
     assert res["results"]["pet_per_token"]["forwards"] == 8 * sum(len(p) for p in res["splits"].values())
     assert set(res["ratios"]) == {"exact_parallel_vs_pet_per_token", "exact_left_to_right_vs_pet_per_token",
                                   "exact_parallel_vs_one_mask_mean", "exact_parallel_vs_single_token"}
+
+
+def test_multitask_bench_smoke(tmp_path):
+    """The multi-task serving benchmark runs, and its check holds on mini-mlm: every example's mixed-batch scores
+    equal its own task model's; N copies load N LMs, the mixed workload one."""
+    out = tmp_path / "mt.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "multitask.py"), "--model", str(MINI_MLM), "--data",
+                           str(DATA / "SST-2"), "--tasks", "2", "--n-examples", "16", "--batch-size", "8", "--reps", "1",
+                           "--warmup", "0", "--threads", "1", "--workloads", "mixed,copies", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    r = res["results"]
+    assert set(r) == {"mixed/N=2", "copies/N=2"} and r["mixed/N=2"]["max_abs_diff_vs_per_task"] < 1e-4
+    assert [r[f"{w}/N=2"]["lms_loaded"] for w in ("mixed", "copies")] == [1, 2]
+    assert r["mixed/N=2"]["forwards_per_pass"] == 2 and r["copies/N=2"]["forwards_per_pass"] == 4
+    assert all(x["examples"] == 16 and x["examples_per_s"] > 0 and x["peak_rss_mb"] > 0 for x in r.values())
+    assert sorted(res["ratios"]) == sorted(f"N=2 mixed/copies {k}" for k in
+                                           ("examples_per_s", "peak_rss", "models_rss", "padded_tokens"))

@@ -1,0 +1,162 @@
+"""Predict with saved prompt models: one JSONL file in, labels and probabilities out; tasks may be mixed.
+
+    python -m promptlearn.predict --model sst2=runs/sst2/model --model trec=runs/trec/model \\
+        --input rows.jsonl --output predictions.jsonl
+
+Each input line is a JSON object with a ``task`` column (``--task-column``; optional when one model is given)
+and the fields its task's template reads (``{"task": "sst2", "text_a": "A gorgeous film."}``).  All models are
+served by one :class:`~promptlearn.multitask.MultiTaskModel` over their shared frozen base LM (loaded once):
+mixed-task, length-sorted batches through the one batcher and inference loop.  Each output line is
+``{"line": n, "task": ..., "label": ..., "probs": {class: p}}`` (plus the input's ``id`` if it has one), in
+input order.  A line that cannot be scored (not JSON, unknown task, a missing field) gets
+``{"line": n, "task": ..., "error": "line n: ...; fix: ..."}`` instead and the other lines are still scored;
+the errors are counted on stderr and the exit code is 1.  Models that cannot be loaded together (different base
+LMs, a model that trained its LM) exit with code 2 and one message.  ``--models models.yaml`` reads
+``task: directory`` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ConfigError, PromptlearnError
+
+__all__ = ["main", "read_jsonl", "parse_models"]
+
+
+def parse_models(pairs: Sequence[str], yaml_file: str | None = None) -> dict[str, str]:
+    """``["sst2=DIR", ...]`` (and a YAML ``task: dir`` mapping) -> ``{task: dir}``; errors name the argument."""
+    models: dict[str, str] = {}
+    if yaml_file:
+        import yaml
+
+        path = Path(yaml_file)
+        if not path.is_file():
+            raise ConfigError(f"--models {yaml_file}: no such file; fix: a YAML file of 'task: model directory' lines")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            raise ConfigError(f"--models {yaml_file}: expected a mapping 'task: model directory', got "
+                              f"{type(data).__name__}; fix: write lines like 'sst2: runs/sst2/model'")
+        base = path.parent
+        models.update({str(k): str(v if Path(v).is_absolute() else base / v) for k, v in data.items()})
+    for pair in pairs:
+        name, sep, directory = pair.partition("=")
+        if not sep or not name or not directory:
+            raise ConfigError(f"--model {pair!r}: expected TASK=DIRECTORY; fix: --model sst2=runs/sst2/model")
+        if name in models:
+            raise ConfigError(f"--model {pair!r}: task {name!r} is given twice; fix: one directory per task")
+        models[name] = directory
+    if not models:
+        raise ConfigError("no model given; fix: --model TASK=DIRECTORY (repeatable) or --models models.yaml")
+    return models
+
+
+def read_jsonl(path: str) -> tuple[list[Any], list[int], dict[int, str]]:
+    """Rows, their 1-based line numbers and ``{row index: error}`` for lines that are not JSON (blank lines skipped)."""
+    rows: list[Any] = []
+    lines: list[int] = []
+    bad: dict[int, str] = {}
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    with stream:
+        for n, text in enumerate(stream, 1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                bad[len(rows)] = (f"line {n}: not valid JSON ({exc.msg} at column {exc.colno}); fix: one JSON object "
+                                  "per line")
+                row = None
+            rows.append(row)
+            lines.append(n)
+    return rows, lines, bad
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m promptlearn.predict", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", action="append", default=[], metavar="TASK=DIR",
+                    help="a saved model (save_model=true / save_pretrained) serving task TASK; repeatable")
+    ap.add_argument("--models", metavar="YAML", help="a YAML file of 'task: model directory' lines")
+    ap.add_argument("--input", required=True, help="JSONL input ('-': stdin)")
+    ap.add_argument("--output", required=True, help="JSONL output ('-': stdout)")
+    ap.add_argument("--task-column", default="task", help="the input field naming each row's task (default: task)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--base-model", help="load this base LM instead of the one the models record")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        import torch
+
+        from .multitask import MultiTaskModel
+
+        if args.batch_size < 1:
+            raise ConfigError(f"--batch-size {args.batch_size} is below its minimum 1; fix: --batch-size 32")
+        models = parse_models(args.model, args.models)
+        if args.input != "-" and not Path(args.input).is_file():
+            raise ConfigError(f"--input {args.input}: no such file; fix: a JSONL file with one object per line")
+        device = args.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: this torch has no CUDA device; fix: --device cpu")
+        rows, lines, bad_json = read_jsonl(args.input)
+        multi = MultiTaskModel.from_pretrained(models, base_model=args.base_model).to(device).eval()
+    except PromptlearnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    good = [i for i in range(len(rows)) if i not in bad_json]
+    scored = multi.predict([rows[i] for i in good], batch_size=args.batch_size, task_key=args.task_column,
+                           errors="record", progress=not args.no_progress, where=lambda j: f"line {lines[good[j]]}")
+    results: list[dict[str, Any]] = [{} for _ in rows]
+    for i, msg in bad_json.items():
+        results[i] = {"task": None, "error": msg}
+    for i, r in zip(good, scored):
+        results[i] = r
+    n_errors = 0
+    out = sys.stdout if args.output == "-" else None
+    tmp = None
+    if out is None:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.output).with_name(Path(args.output).name + ".tmp")
+        out = open(tmp, "w", encoding="utf-8")
+    with out if tmp is not None else _noclose(out):
+        for i, r in enumerate(results):
+            record = {"line": lines[i]}
+            if isinstance(rows[i], dict) and "id" in rows[i]:
+                record["id"] = rows[i]["id"]
+            record.update(r)
+            n_errors += "error" in r
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if tmp is not None:
+        tmp.replace(args.output)  # written atomically
+    counts: dict[str, int] = {}
+    for r in results:
+        if "error" not in r:
+            counts[r["task"]] = counts.get(r["task"], 0) + 1
+    print(f"predicted {len(results) - n_errors} of {len(results)} rows ({', '.join(f'{t}: {c}' for t, c in counts.items())})"
+          f" -> {args.output}", file=sys.stderr)
+    if n_errors:
+        print(f"{n_errors} row(s) have errors (their 'error' field in {args.output}); the first: "
+              f"{next(r['error'] for r in results if 'error' in r)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _noclose:
+    def __init__(self, stream: Any):
+        self.stream = stream
+
+    def __enter__(self) -> Any:
+        return self.stream
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stream.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
