@@ -7,21 +7,23 @@
 #     few_shot_mini_mlm.sh: 300 steps, batch 8, eval every 50, lr 1e-4), SST-2 K=16, seeds 13/21/42/87/100
 #  4. soft verbalizer under fixed_lm and fixed_prompt, the same settings
 # Usage: bash experiments/verbalizers_demos_mini_mlm.sh  -> multirun/verbalizers_demos_mini_mlm/...
+#        SECTIONS="kpt soft" bash experiments/verbalizers_demos_mini_mlm.sh   (only those parts, the others kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${PROMPTLEARN_MODEL:-../shared/models/mini-mlm}
 OUT=multirun/verbalizers_demos_mini_mlm
 SEEDS=13,21,42,87,100
-rm -rf "$OUT"
+SECTIONS=${SECTIONS:-kpt search demos soft}
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 START=$(date +%s)
 # 1. KPT (one command per task: each has its own word list)
-for tw in sst2:sentiment sst5:sst5 trec:trec agnews:agnews; do
+has kpt && rm -rf "$OUT"/kpt_* && for tw in sst2:sentiment sst5:sst5 trec:trec agnews:agnews; do
   python -m promptlearn.run -m +task=${tw%%:*} verbalizer=kpt verbalizer.words=${tw##*:} calibrate=false,support \
     model.name_or_path="$MODEL" progress=false hydra.sweep.dir=$OUT/kpt_${tw%%:*}
 done
 echo "kpt: $(( $(date +%s) - START )) s"
 # 2. label-word search, then the zero-shot run with the searched words
-for task in sst2 agnews; do
+has search && rm -rf "$OUT"/search_* && for task in sst2 agnews; do
   for seed in ${SEEDS//,/ }; do
     python -m promptlearn.label_search +task=$task model.name_or_path="$MODEL" seed=$seed \
       hydra.run.dir=$OUT/search_$task/search_seed$seed
@@ -32,13 +34,19 @@ done
 echo "+search: $(( $(date +%s) - START )) s"
 # 3. demonstrations
 COMMON=(+task=sst2 model.name_or_path="$MODEL" seed=$SEEDS progress=false demonstrations=lm_bff)
-python -m promptlearn.run -m "${COMMON[@]}" strategy=tuning_free hydra.sweep.dir=$OUT/demo_tuning_free
-python -m promptlearn.run -m "${COMMON[@]}" strategy=fixed_prompt strategy.lr=1e-4 strategy.max_steps=300 \
-  strategy.eval_every=50 hydra.sweep.dir=$OUT/demo_fixed_prompt
+if has demos; then
+  rm -rf "$OUT"/demo_*
+  python -m promptlearn.run -m "${COMMON[@]}" strategy=tuning_free hydra.sweep.dir=$OUT/demo_tuning_free
+  python -m promptlearn.run -m "${COMMON[@]}" strategy=fixed_prompt strategy.lr=1e-4 strategy.max_steps=300 \
+    strategy.eval_every=50 hydra.sweep.dir=$OUT/demo_fixed_prompt
+fi
 echo "+demonstrations: $(( $(date +%s) - START )) s"
 # 4. soft verbalizer
 SOFT=(+task=sst2 model.name_or_path="$MODEL" seed=$SEEDS progress=false verbalizer=soft strategy.max_steps=300 strategy.eval_every=50)
-python -m promptlearn.run -m "${SOFT[@]}" strategy=fixed_lm hydra.sweep.dir=$OUT/soft_fixed_lm
-python -m promptlearn.run -m "${SOFT[@]}" strategy=fixed_prompt strategy.lr=1e-4 hydra.sweep.dir=$OUT/soft_fixed_prompt
+if has soft; then
+  rm -rf "$OUT"/soft_*
+  python -m promptlearn.run -m "${SOFT[@]}" strategy=fixed_lm hydra.sweep.dir=$OUT/soft_fixed_lm
+  python -m promptlearn.run -m "${SOFT[@]}" strategy=fixed_prompt strategy.lr=1e-4 hydra.sweep.dir=$OUT/soft_fixed_prompt
+fi
 for d in $OUT/*/; do python -m promptlearn.report "$d" --out "$d/summary" > /dev/null || true; done
 echo "sweep wall time: $(( $(date +%s) - START )) s"
