@@ -258,7 +258,7 @@ def run_search(cfg: Mapping[str, Any], output_dir: Path) -> dict[str, Any]:
     (output_dir / "search.md").write_text("\n".join(lines) + "\n")
     override = "; ".join(f"{c_}: {w}" for c_, w in res["label_words"].items())
     print(f"\nchosen label words ({res['criterion']}, few-shot dev {metric} {res['dev_score'] * 100:.2f}, "
-          f"dev acc {res['dev_acc'] * 100:.2f}, "
+          + (f"dev acc {res['dev_acc'] * 100:.2f}, " if metric != "accuracy" else "") +
           f"train acc {res['train_acc'] * 100:.2f}, {res['seconds']:.1f}s): {res['label_words']}")
     print(f"wrote {path}\nuse it:  python -m promptlearn.run --config-dir {config_dir} +task={task.name} "
           f"verbalizer={opts['name']} ...\n    or:  'verbalizer.label_words=\"{override}\"'")
