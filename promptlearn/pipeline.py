@@ -98,7 +98,7 @@ def train(model: torch.nn.Module, few: FewShotSplit | None, strategy: Any, cfg: 
     """Train with the strategy (nothing for strategies that train nothing); ``augment``: see the trainer.
 
     The strategy chooses what it trains and selects on (:meth:`~promptlearn.strategies.Strategy.training_data`:
-    the few-shot split; ``distill`` the soft-labelled unlabelled pool of ``task``)."""
+    the few-shot split by default, or e.g. the soft-labelled unlabelled pool of ``task``)."""
     if not strategy.needs_training:
         return {}
     from .trainer import train as run_trainer
