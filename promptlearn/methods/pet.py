@@ -5,7 +5,7 @@
     merge_logits     their class log-scores on the unlabelled pool, averaged uniformly (``mean``) or
                      weighted by each model's accuracy on the few-shot train set *before* training
                      (``wmean``, PET's default) -> <out>/soft_labels.npz
-    train_classifier one plain sequence classifier (``ClassifierModel``, strategy ``distill``) trained on
+    train_classifier one plain sequence classifier (``ClassifierModel``, the distillation strategy) trained on
                      the pool with soft targets softmax(merged / T), KL * T^2, selected on few-shot dev
                      -> <out>/final/ (results.json, model/ that from_pretrained loads)
 
@@ -57,6 +57,7 @@ class Pet(Method):
         Opt("distill_lr", float, "method.distill_lr=1e-5", min=0),
         Opt("distill_batch_size", int, "method.distill_batch_size=16", min=1),
         Opt("distill_eval_every", int, "method.distill_eval_every=100", min=1),
+        Opt("final_strategy", str, "method.final_strategy=<the distillation strategy of conf/method/pet.yaml>"),
     )
 
     def run(self, c: dict[str, Any], output_dir: str | Path | None = None) -> dict[str, Any]:
@@ -136,7 +137,7 @@ def plan(c: Mapping[str, Any], output_dir: str | Path | None, method: str = "pet
                           "strategy=fixed_prompt (PET's pattern models)")
     from ..spec import spec_from_config
 
-    if spec_from_config(c, task, strategy).verbalizer is None:  # a classifier (finetune, distill): no pattern
+    if spec_from_config(c, task, strategy).verbalizer is None:  # a classifier: no pattern
         raise ConfigError(f"method={method}: strategy {strategy.name!r} builds a classifier without a pattern; fix: "
                           "strategy=fixed_prompt")
     where = f"patterns_file {c['patterns_file']!r}" if c.get("patterns_file") else f"task {task.name!r}"
@@ -264,12 +265,13 @@ def write_soft_labels(path: Path, idx: np.ndarray, merged: np.ndarray, runs: Seq
 
 
 def train_classifier(c: Mapping[str, Any], p: Plan, soft_labels: Path, final_dir: Path) -> dict[str, Any]:
-    """Distil into one sequence classifier (strategy ``distill``) on the soft-labelled pool; a run dir of its own."""
+    """Distil into one sequence classifier (``method.final_strategy``) on the soft-labelled pool; a run dir of its own."""
     from ..run import finished, run_experiment
     from ..strategies import strategy_defaults
 
     o = p.opts
-    strategy = {**strategy_defaults("distill"), "name": "distill", "soft_labels": str(soft_labels),
+    name = str(o.get("final_strategy"))  # conf/method/pet.yaml: the distillation strategy
+    strategy = {**strategy_defaults(name), "name": name, "soft_labels": str(soft_labels),
                 "temperature": float(o.get("temperature", 2.0)), "max_steps": int(o.get("distill_steps", 1000)),
                 "lr": float(o.get("distill_lr", 1e-5)), "batch_size": int(o.get("distill_batch_size", 16)),
                 "eval_every": int(o.get("distill_eval_every", 100)), "k_shot": p.k_shot}
