@@ -248,7 +248,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
                 for _ in range(accum):
                     batch = {k: v.to(device) for k, v in next(train_batches).items()}
                     with amp_ctx:
-                        loss = strategy.compute_loss(model, batch) / accum
+                        loss = strategy.training_loss(model, batch) / accum
                     if not torch.isfinite(loss):
                         raise NonFiniteLossError(
                             f"loss is {loss.item()} at step {step + 1} (strategy {strategy.name}, learning rates "

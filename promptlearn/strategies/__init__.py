@@ -8,6 +8,7 @@ fixed_lm        prompt, verbalizer, adapter (LM frozen)     prompt tuning: soft 
 fixed_prompt    lm, verbalizer, adapter                     PET / LM-BFF prompt-based fine-tuning
 prompt_lm       lm, prompt, verbalizer, adapter             P-tuning: prompt and LM, own learning rates
 finetune        lm (incl. the fresh head)                   classic [CLS] head fine-tuning, no template
+distill         lm (incl. the fresh head)                   PET's final step: the classifier on soft labels
 ==============  ==========================================  =============================================
 
 ``get_strategy(cfg)`` builds the strategy ``cfg["name"]`` with its config.
@@ -80,6 +81,7 @@ def get_strategy(cfg: Mapping[str, Any] | Strategy | str | None) -> Strategy:
     return cls({**defaults, **_migrate(cfg), "name": name})
 
 
+from .distill import Distill  # noqa: E402
 from .finetune import Finetune  # noqa: E402
 from .fixed_lm import FixedLM  # noqa: E402
 from .fixed_prompt import FixedPrompt  # noqa: E402
@@ -87,5 +89,5 @@ from .prompt_lm import PromptLM  # noqa: E402
 from .tuning_free import TuningFree  # noqa: E402
 
 for _name, _cls in ((DEFAULT_STRATEGY, TuningFree), ("fixed_lm", FixedLM), ("fixed_prompt", FixedPrompt),
-                    ("prompt_lm", PromptLM), ("finetune", Finetune)):
+                    ("prompt_lm", PromptLM), ("finetune", Finetune), ("distill", Distill)):
     register_strategy(_name)(_cls)
