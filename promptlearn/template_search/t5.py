@@ -198,7 +198,25 @@ class T5Generation(TemplateSearch):
             if any(p.kind in ("soft", "sep") for p in pieces):
                 raise ConfigError(f"search.shapes: {shape!r}: {{soft}} and {{sep}} cannot be generated around; fix: "
                                   "plain text, fields, {mask} and the markers <X> <Y>")
-        check_model_source(str(self.options["generator"]))  # a missing directory / unreachable Hub: now
+        name = str(self.options["generator"])
+        check_model_source(name)  # a missing directory / unreachable Hub: now
+        self.tokenizer = self._tokenizer(name)  # small; the sentinels are checked before any weights load
+        for shape in self.shapes:
+            sentinel_ids(self.tokenizer, len(shape_markers(shape)), name)
+        if self.tokenizer.eos_token_id is None:
+            raise ConfigError(f"search.generator={name!r}: its tokenizer has no end-of-sequence token; fix: a T5 "
+                              "model such as search.generator=t5-3b")
+
+    @staticmethod
+    def _tokenizer(name: str) -> Any:
+        from transformers import AutoTokenizer
+
+        from ..backbone import _load_error
+
+        try:
+            return AutoTokenizer.from_pretrained(name)
+        except Exception as exc:  # OSError, ValueError, connection errors...
+            raise _load_error(name, "generator tokenizer", exc) from exc
 
     def _inputs(self, ctx: SearchContext, shape: str, tokenizer: Any, sentinels: list[int]) -> list[str]:
         from ..template import _apply_modifiers, parse
@@ -228,20 +246,18 @@ class T5Generation(TemplateSearch):
         return texts
 
     def search(self, ctx: SearchContext) -> list[dict[str, Any]]:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        from transformers import AutoModelForSeq2SeqLM
 
         from ..backbone import _load_error
 
         name = str(self.options["generator"])
+        tokenizer = getattr(self, "tokenizer", None) or self._tokenizer(name)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(name)
             generator = AutoModelForSeq2SeqLM.from_pretrained(name)
         except Exception as exc:  # OSError, ValueError, connection errors...
             raise _load_error(name, "seq2seq generator", exc) from exc
         generator.to(ctx.device).eval()
         eos = tokenizer.eos_token_id
-        if eos is None:
-            raise ConfigError(f"search.generator={name!r}: its tokenizer has no end-of-sequence token; fix: a T5 model")
         banned = [i for i in (tokenizer.pad_token_id, tokenizer.unk_token_id) if i is not None]
         banned += [i for i in tokenizer.all_special_ids if i != eos]
         banned += list(range(len(tokenizer), generator.get_output_embeddings().weight.shape[0]))  # padded rows
