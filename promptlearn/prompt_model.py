@@ -92,14 +92,18 @@ class PromptModel(BaseModel):
 
     def __init__(self, mlm: nn.Module, template: Template, verbalizer: BaseVerbalizer,
                  soft_prompt: nn.Module | None = None, check_head: bool = True, *, base_model: str | None = None,
-                 revision: str | None = None, strategy: str | None = None, trained: Sequence[str] = ()):
-        super().__init__(mlm, base_model=base_model, revision=revision, strategy=strategy, trained=trained)
+                 revision: str | None = None, strategy: str | None = None, trained: Sequence[str] = (),
+                 adapter: Any = None):
+        # ``adapter`` ({"type": "lora", ...} or an Adapter) is applied to ``mlm`` here (a PEFT wrapper for LoRA)
+        super().__init__(mlm, base_model=base_model, revision=revision, strategy=strategy, trained=trained,
+                         adapter=adapter)
         self.template = template
         self.demonstrations = None  # see use_demonstrations
         self.verbalizer = verbalizer.bind(template)  # label words tokenised as they follow this template's mask
         # exact multi-token words need n masks where the template has one: encoding keeps room for them
         self.template = template = template.reserved(self.verbalizer.extra_masks)
         backbone = self.backbone
+        mlm = self.mlm  # the adapted LM (a PEFT wrapper when the spec has a LoRA adapter)
         if soft_prompt is None and template.has_soft_tokens:
             soft_prompt = SoftPrompt(template.soft_spec, backbone.get_input_embeddings())
         # a prompt built for another template (e.g. by build_soft_prompt) must have as many soft vectors
@@ -128,7 +132,8 @@ class PromptModel(BaseModel):
                          soft_prompt=self.soft_prompt.config() if self.soft_prompt is not None else None,
                          strategy=self.strategy, trained=list(self.trained),
                          calibration=self.verbalizer.calibration_mode,
-                         demonstrations=self.demonstrations.config() if self.demonstrations is not None else None)
+                         demonstrations=self.demonstrations.config() if self.demonstrations is not None else None,
+                         adapter=self.adapter.config() if self.adapter is not None else None)
 
     def use_demonstrations(self, demonstrations: Any) -> None:
         """Score with LM-BFF demonstrations (:class:`promptlearn.demonstrations.Demonstrations`): recorded in the
@@ -324,7 +329,7 @@ class PromptModel(BaseModel):
             opts = dict(spec.soft_prompt)
             soft_prompt = build_soft_prompt(template.soft_spec, mlm, opts.pop("type", "embedding"), **opts)
         model = cls(mlm, template, verbalizer, soft_prompt=soft_prompt, base_model=spec.base_model,
-                    revision=spec.revision, strategy=spec.strategy, trained=spec.trained)
+                    revision=spec.revision, strategy=spec.strategy, trained=spec.trained, adapter=spec.adapter)
         if spec.demonstrations:
             from .demonstrations import from_spec as demonstrations_from_spec
 
