@@ -113,6 +113,9 @@ class PromptModel(BaseModel):
                              f"declares {template.soft_spec.num_tokens}; build it from template.soft_spec")
         self.soft_prompt = soft_prompt
         self._check_positions()
+        #: run the LM head to its end (capturing its input) instead of stopping it with an exception: what
+        #: torch.export can trace (promptlearn.export sets it while exporting); the same scores
+        self.traceable = False
         self.restricted_head = False
         if check_head and self.verbalizer.input in (LABEL_LOGITS, WORD_LOGPROBS):
             self.restricted_head = self._head_self_check()
@@ -186,6 +189,7 @@ class PromptModel(BaseModel):
         """What the verbalizer needs at the mask: label-token logits ``[B, T]`` or the head's input ``[B, H]``;
         with ``read="vocab"`` and positions ``[B, P]``: full-vocabulary logits ``[B, P, V]`` there."""
         read = read or ("hidden" if self.verbalizer.input == MASK_HIDDEN else "label")
+        restricted = restricted and not self.traceable
         rows = torch.arange(mask_pos.shape[0], device=mask_pos.device).unsqueeze(1)
         pos = mask_pos if mask_pos.dim() == 2 else mask_pos.unsqueeze(1)  # [B, P]
         fired = []
@@ -197,7 +201,12 @@ class PromptModel(BaseModel):
             output["last_hidden_state"] = output["last_hidden_state"][rows, pos]
             return output
 
+        captured = []
+
         def stop(module: nn.Module, args: Any) -> None:
+            if self.traceable:  # torch.export cannot trace an exception out of a module: let the head finish
+                captured.append(args[0])
+                return
             raise _HeadInput(args[0])
 
         backbone = self.backbone
@@ -222,6 +231,8 @@ class PromptModel(BaseModel):
             for h in hooks:
                 h.remove()
         self._require(fired)
+        if want_hidden and captured:
+            return captured[0][:, 0]
         if want_hidden:
             raise MaskGatherError(f"{type(backbone).__name__}: the LM head's output projection "
                                   f"({type(decoder).__name__}) was never called, so the hidden state at the mask "

@@ -208,7 +208,7 @@ def predict(model: nn.Module, inputs: str | Mapping[str, Any] | Sequence[str | M
                                 f"{template.text!r} needs {fields}; fix: pass a dict with those keys")
     columns = {f: [None if r[f] is None else str(r[f]) for r in rows] for f in fields}
     labels = model.labels
-    device = next(model.parameters()).device
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))  # an ONNX-served model has none
     if demos is None:
         sets = [columns]
     else:  # raw inputs have no ids: each one's draws are seeded by its position (never by a support id)
