@@ -120,6 +120,7 @@ STRATEGY: tuple[Opt, ...] = (
     Opt("pseudo_labels", str, "strategy.pseudo_labels=<file.npz> (idx, label: extra training rows; iPET)",
         nullable=True),
     Opt("soft_labels", str, "strategy.soft_labels=<run>/soft_labels.npz (written by method=pet)", nullable=True),
+    Opt("adapter", dict, "strategy.adapter.type=lora (or bitfit)", nullable=True),
 )
 
 DEMONSTRATIONS: tuple[Opt, ...] = (
@@ -181,6 +182,10 @@ def check_config(c: Mapping[str, Any]) -> Any:
     from .strategies import get_strategy
 
     s = get_strategy(strategy)  # an unknown name is a ConfigError listing the registered ones
+    if s.cfg.get("adapter"):  # an unknown adapter type or option, a wrong value: one line before anything loads
+        from .adapters import build_adapter
+
+        build_adapter(s.cfg["adapter"])
     if s.needs_training and s.k_shot < 1:
         raise ConfigError(f"strategy.k_shot={s.k_shot}: strategy {s.name!r} trains on K examples per class; "
                           "fix: strategy.k_shot=16")

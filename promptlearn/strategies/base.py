@@ -68,7 +68,8 @@ def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     lm = getattr(model, "mlm", model)
     prompt_ids = {id(p) for p in prompt.parameters()} if prompt is not None else set()
     verbalizer_ids = {id(p) for p in verbalizer.parameters()} if isinstance(verbalizer, nn.Module) else set()
-    adapters = adapter_parameter_ids(lm)
+    own = getattr(model, "adapter_parameter_ids", None)  # BaseModel: the spec's adapter (+ hand-wrapped PEFT)
+    adapters = own() if callable(own) else adapter_parameter_ids(lm)
     add("lm", (p for p in lm.parameters() if id(p) not in adapters | prompt_ids | verbalizer_ids))
     if prompt is not None:
         add("prompt", prompt.parameters())
@@ -110,14 +111,17 @@ class Strategy:
 
     # ------------------------------------------------------------------ how the model is built
     def adapt_spec(self, spec: Any, task: Any) -> Any:
-        """Soft tokens before the template (``soft_prefix: N``) and the prompt encoder (``prompt_encoder``)."""
+        """Soft tokens before the template (``soft_prefix: N``), the prompt encoder (``prompt_encoder``) and an
+        adapter on the LM (``adapter: {type: lora | bitfit, ...}``)."""
         text = spec.template["text"]
         n_soft = int(self.cfg.get("soft_prefix", 0) or 0)
         if n_soft:
             text = f"{{soft*{n_soft}}} " + text  # P-tuning style pseudo-tokens before the prompt
         encoder = self.cfg.get("prompt_encoder")
+        adapter = self.cfg.get("adapter")
         return spec.replace(template={**spec.template, "text": text},
-                            soft_prompt=dict(encoder) if encoder else spec.soft_prompt)
+                            soft_prompt=dict(encoder) if encoder else spec.soft_prompt,
+                            adapter=dict(adapter) if adapter else spec.adapter)
 
     # ------------------------------------------------------------------ what trains, how fast
     def learning_rates(self) -> dict[str, float]:
