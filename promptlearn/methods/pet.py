@@ -287,8 +287,9 @@ def train_classifier(c: Mapping[str, Any], p: Plan, soft_labels: Path, final_dir
 
 # ---------------------------------------------------------------------------------------------- reporting
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Population std (numpy.std), as promptlearn.report's tables."""
     a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "n": int(len(a))}
+    return {"mean": float(a.mean()), "std": float(a.std()), "n": int(len(a))}
 
 
 def ensemble_report(runs: Sequence[PatternRun], p: Plan, split: str) -> dict[str, Any]:
