@@ -22,3 +22,5 @@ run fixed_lm_lstm_materialized strategy=fixed_lm strategy.prompt_encoder.type=ls
 run fixed_prompt strategy=fixed_prompt
 run finetune strategy=finetune
 run prompt_lm strategy=prompt_lm
+run lora strategy=lora
+run bitfit strategy=bitfit

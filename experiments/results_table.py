@@ -26,7 +26,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("root")
     ap.add_argument("--keys", nargs="+", default=["task.name", "strategy.name", "calibrate"])
+    ap.add_argument("--mean", action="store_true",
+                    help="also print accuracy mean (std) over all the runs listed (population std, as report), "
+                         "e.g. one run per seed whose configs differ (a searched template per seed)")
     args = ap.parse_args(argv)
+    accs = []
     print("| " + " | ".join(args.keys + ["accuracy", "macro-F1", "n", "total s"]) + " |")
     print("|" + "---|" * (len(args.keys) + 4))
     def order(path):  # multirun job folders "<num>_..." in job order
@@ -37,8 +41,13 @@ def main(argv=None) -> None:
         r = json.loads(path.read_text())
         cells = [lookup(r["config"], k) if lookup(r["config"], k) is not None else lookup(r, k) for k in args.keys]
         m = r["metrics"]
+        accs.append(100 * m["accuracy"])
         print("| " + " | ".join(str(c) for c in cells) + f" | {100 * m['accuracy']:.2f} | {100 * m['f1_macro']:.2f} | "
               f"{m['n']} | {r['timings']['total_s']:.0f} |")
+    if args.mean and accs:
+        mean = sum(accs) / len(accs)
+        std = (sum((a - mean) ** 2 for a in accs) / len(accs)) ** 0.5
+        print(f"\naccuracy over {len(accs)} runs: {mean:.1f} ({std:.1f})")
 
 
 if __name__ == "__main__":
