@@ -80,6 +80,12 @@ class ClassifierModel(BaseModel):
     def from_spec(cls, spec: Any, tokenizer: Any = None, mlm: nn.Module | None = None,
                   lm_source: str | None = None, **load_kwargs: Any) -> "ClassifierModel":
         """Build from a spec (``mlm`` is not used: a sequence classifier is its own model)."""
+        if spec.adapter:
+            from .errors import ConfigError
+
+            raise ConfigError(f"strategy.adapter={dict(spec.adapter)}: adapters tune the masked LM of a prompt model; "
+                              f"strategy {spec.strategy!r} builds a [CLS]-head classifier; fix: a prompt-based "
+                              "strategy (lora, bitfit, or fixed_prompt with strategy.adapter.type=lora)")
         source = lm_source or spec.base_model
         tokenizer = tokenizer or load_tokenizer(source, None if lm_source else spec.revision)
         template = Template(tokenizer=tokenizer, **{**spec.template, "require_mask": False})

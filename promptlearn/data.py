@@ -16,6 +16,7 @@ from .template import Template
 
 __all__ = ["encode_dataset", "PromptCollator", "Batches", "make_loader", "template_fingerprint"]
 
+SOFT_LABELS = "soft_labels"  # a float [C] target distribution per example (distillation, promptlearn.methods.pet)
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "soft_ids", "mask_pos", "task_id")  # task_id: mixed-task batches
 _TEMPLATE_CODE_HASH = hashlib.sha256(Path(template_module.__file__).read_bytes()).hexdigest()[:16]
 
@@ -55,12 +56,12 @@ def template_fingerprint(template: Template, base: str = "") -> str:
 
 def encode_dataset(dataset: Any, template: Template, batch_size: int = 1000, num_proc: int | None = None,
                    desc: str | None = None) -> Any:
-    """Tokenise a ``datasets.Dataset`` with ``template``; keeps ``label``/``idx``, drops the text columns.
+    """Tokenise a ``datasets.Dataset`` with ``template``; keeps ``label``/``idx``/``soft_labels``, drops the text columns.
 
     The result is cached by ``datasets`` under a fingerprint of the input dataset, the template and
     the tokenizer, so re-running the same configuration does not tokenise again.
     """
-    keep = {"label", "idx"}
+    keep = {"label", "idx", SOFT_LABELS}
     remove = [c for c in dataset.column_names if c not in keep]
     fp = template_fingerprint(template, getattr(dataset, "_fingerprint", ""))
     return dataset.map(template.encode_batch, batched=True, batch_size=batch_size, remove_columns=remove,
@@ -69,7 +70,8 @@ def encode_dataset(dataset: Any, template: Template, batch_size: int = 1000, num
 
 class PromptCollator:
     """Pads ``input_ids`` (pad id), ``token_type_ids``/``soft_ids`` (0) to the longest in the batch; a ``task_id``
-    column (mixed-task data, :mod:`promptlearn.multitask`) becomes ``task_ids`` ``[B]``."""
+    column (mixed-task data, :mod:`promptlearn.multitask`) becomes ``task_ids`` ``[B]``, a ``soft_labels`` column
+    (distillation targets) a float ``soft_labels`` ``[B, C]``."""
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
         self.pad_token_id = pad_token_id if pad_token_id is not None else 0
@@ -107,6 +109,8 @@ class PromptCollator:
             batch["task_ids"] = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
         if "label" in features[0] and features[0]["label"] is not None:
             batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.long)
+        if SOFT_LABELS in features[0]:  # distillation targets [B, C]
+            batch["soft_labels"] = torch.tensor([f[SOFT_LABELS] for f in features], dtype=torch.float32)
         return batch
 
 
@@ -150,7 +154,7 @@ class Batches:
 
     @staticmethod
     def _rows(encoded: Any) -> Any:
-        cols = [c for c in (*MODEL_COLUMNS, "label") if c in encoded.column_names]
+        cols = [c for c in (*MODEL_COLUMNS, "label", SOFT_LABELS) if c in encoded.column_names]
         return encoded.with_format(None, columns=cols)
 
     def _set_epoch(self, epoch: int) -> None:
@@ -192,14 +196,18 @@ class Batches:
         self.pos = state["pos"]
         self._set_epoch(state["epoch"])
 
+    def next_indices(self) -> list[int]:
+        """The rows of the next shuffled batch (advances the position; a new epoch drops the ragged tail)."""
+        if self.pos + self.batch_size > self.n:
+            self.pos = 0
+            self._set_epoch(self.epoch + 1)
+        idx = self._perm[self.pos: self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
     def _endless(self) -> Iterator[dict[str, torch.Tensor]]:
         while True:
-            if self.pos + self.batch_size > self.n:  # drop the ragged tail; next epoch
-                self.pos = 0
-                self._set_epoch(self.epoch + 1)
-            idx = self._perm[self.pos: self.pos + self.batch_size]
-            self.pos += self.batch_size
-            yield self.collate([self.rows[i] for i in idx])
+            yield self.collate([self.rows[i] for i in self.next_indices()])
 
 
 def make_loader(encoded: Any, batch_size: int, pad_token_id: int, sort_by_length: bool = False,

@@ -20,8 +20,14 @@ class BaseModel(nn.Module):
     kind: ClassVar[str] = ""
 
     def __init__(self, mlm: nn.Module, *, base_model: str | None = None, revision: str | None = None,
-                 strategy: str | None = None, trained: Sequence[str] = ()):
+                 strategy: str | None = None, trained: Sequence[str] = (), adapter: Any = None):
         super().__init__()
+        from .adapters import build_adapter
+
+        #: the adapter applied to the LM (:mod:`promptlearn.adapters`; part of the spec), or None
+        self.adapter = build_adapter(adapter)
+        if self.adapter is not None:
+            mlm = self.adapter.apply(mlm)  # LoRA: a PEFT wrapper around the LM; BitFit: the LM itself
         self.mlm = mlm
         self.base_model = base_model
         self.revision = revision
@@ -48,6 +54,20 @@ class BaseModel(nn.Module):
         """Record that ``strategy`` trained the parameter ``groups`` (kept in the spec; decides what is saved)."""
         self.strategy = strategy
         self.trained = tuple(sorted(set(self.trained) | set(groups)))
+
+    def adapter_parameter_ids(self) -> set[int]:
+        """ids of the LM parameters in the ``adapter`` group: the spec's adapter's (BitFit: the biases), or the
+        adapters of a PEFT model wrapped by hand."""
+        from .backbone import adapter_parameter_ids
+
+        ids = adapter_parameter_ids(self.mlm)
+        return ids | self.adapter.parameter_ids(self.mlm) if self.adapter is not None else ids
+
+    def export(self, directory: str, **kwargs: Any) -> Any:
+        """Export for CPU serving without PyTorch (ONNX; see :func:`promptlearn.export.export_onnx`)."""
+        from .export import export_onnx
+
+        return export_onnx(self, directory, **kwargs)
 
     def lm_needs_saving(self) -> bool:
         """Whether a saved model must store the LM's weights (they differ from the base model's)."""

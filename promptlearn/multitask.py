@@ -79,6 +79,10 @@ class MultiTaskModel(nn.Module):
                 raise ConfigError(f"task {name!r}: its LM was trained (strategy {m.strategy!r} trained {list(m.trained)}), "
                                   "so it does not run on the shared base LM; fix: serve it on its own, or train it "
                                   "with a fixed-LM strategy (fixed_lm, p_tuning_v2)")
+            if getattr(m, "adapter", None) is not None:
+                raise ConfigError(f"task {name!r}: its LM carries a {m.adapter.type!r} adapter (strategy {m.strategy!r}), "
+                                  "so it does not run on the shared base LM; fix: serve it on its own "
+                                  "(PromptModel.from_pretrained), or train it with fixed_lm / p_tuning_v2")
             if m.verbalizer.input == WORD_LOGPROBS:
                 raise ConfigError(f"task {name!r}: its verbalizer scores multi-token words exactly (n masks per word), "
                                   "which needs its own expansion of the batch; fix: serve it on its own, or use "
@@ -152,6 +156,10 @@ class MultiTaskModel(nn.Module):
             except (FileNotFoundError, ValueError) as exc:
                 raise ConfigError(f"task {name!r}: {exc}; fix: point it at a directory written by save_model=true "
                                   "or save_pretrained()") from exc
+            if configs[name]["spec"].adapter:
+                raise ConfigError(f"task {name!r}: {d} has a {configs[name]['spec'].adapter.get('type')!r} adapter on "
+                                  "its LM, so it cannot share the base LM; fix: serve it on its own "
+                                  "(PromptModel.from_pretrained), or train it with fixed_lm / p_tuning_v2")
             if configs[name]["lm_saved"]:
                 raise ConfigError(f"task {name!r}: {d} saved its own LM (strategy {configs[name]['spec'].strategy!r} "
                                   "trained it), so it cannot share the base LM; fix: serve it on its own "

@@ -93,19 +93,27 @@ def refine(model: torch.nn.Module, task: Any, few: FewShotSplit | None, cfg: Map
 
 
 def train(model: torch.nn.Module, few: FewShotSplit | None, strategy: Any, cfg: Mapping[str, Any],
-          device: torch.device, output_dir: str | Path | None, metric: str, augment: Any = None) -> dict[str, Any]:
-    """Train with the strategy (nothing for strategies that train nothing); ``augment``: see the trainer."""
+          device: torch.device, output_dir: str | Path | None, metric: str, augment: Any = None,
+          task: Any = None) -> dict[str, Any]:
+    """Train with the strategy (nothing for strategies that train nothing); ``augment``: see the trainer.
+
+    The strategy chooses what it trains and selects on (:meth:`~promptlearn.strategies.Strategy.training_data`:
+    the few-shot split by default, or e.g. the soft-labelled unlabelled pool of ``task``)."""
     if not strategy.needs_training:
         return {}
     from .trainer import train as run_trainer
 
+    few = strategy.training_data(few, task, cfg)
     return run_trainer(model, few, strategy, cfg, device=device, output_dir=output_dir, main_metric=metric,
                        remove_checkpoint=False,  # run_experiment removes it once results.json is written
                        augment=augment)
 
 
-def resolve_split(task: Any, name: str, few: FewShotSplit | None) -> Any:
-    """A task split by name, or a derived one (``few_train``, ``few_dev``, ``unlabeled``)."""
+def resolve_split(task: Any, name: str, few: FewShotSplit | None, size: int | None = None, seed: int = 0) -> Any:
+    """A task split by name, or a derived one (``few_train``, ``few_dev``, ``unlabeled``).
+
+    ``unlabeled``: the pool minus the few-shot examples, its ``label`` column removed; with ``size``, that many
+    of them drawn with ``seed`` (the same rows for every run with the same seed, kept in pool order)."""
     if name in task.splits:
         return task.splits[name]
     if name in ("few_train", "few_dev"):
@@ -116,6 +124,8 @@ def resolve_split(task: Any, name: str, few: FewShotSplit | None) -> Any:
         used = set(few.train_ids + few.dev_ids) if few is not None else set()
         pool = task.splits["train"]
         keep = [i for i, x in enumerate(pool["idx"][:]) if int(x) not in used]
+        if size is not None and int(size) < len(keep):
+            keep = sorted(np.random.default_rng(int(seed)).choice(keep, size=int(size), replace=False).tolist())
         pool = pool.select(keep)
         return pool.remove_columns("label")  # labels are never read from the unlabelled pool
     raise ConfigError(f"unknown split {name!r}; the task has {sorted(task.splits)}, and derived splits are "

@@ -92,14 +92,18 @@ class PromptModel(BaseModel):
 
     def __init__(self, mlm: nn.Module, template: Template, verbalizer: BaseVerbalizer,
                  soft_prompt: nn.Module | None = None, check_head: bool = True, *, base_model: str | None = None,
-                 revision: str | None = None, strategy: str | None = None, trained: Sequence[str] = ()):
-        super().__init__(mlm, base_model=base_model, revision=revision, strategy=strategy, trained=trained)
+                 revision: str | None = None, strategy: str | None = None, trained: Sequence[str] = (),
+                 adapter: Any = None):
+        # ``adapter`` ({"type": "lora", ...} or an Adapter) is applied to ``mlm`` here (a PEFT wrapper for LoRA)
+        super().__init__(mlm, base_model=base_model, revision=revision, strategy=strategy, trained=trained,
+                         adapter=adapter)
         self.template = template
         self.demonstrations = None  # see use_demonstrations
         self.verbalizer = verbalizer.bind(template)  # label words tokenised as they follow this template's mask
         # exact multi-token words need n masks where the template has one: encoding keeps room for them
         self.template = template = template.reserved(self.verbalizer.extra_masks)
         backbone = self.backbone
+        mlm = self.mlm  # the adapted LM (a PEFT wrapper when the spec has a LoRA adapter)
         if soft_prompt is None and template.has_soft_tokens:
             soft_prompt = SoftPrompt(template.soft_spec, backbone.get_input_embeddings())
         # a prompt built for another template (e.g. by build_soft_prompt) must have as many soft vectors
@@ -109,6 +113,9 @@ class PromptModel(BaseModel):
                              f"declares {template.soft_spec.num_tokens}; build it from template.soft_spec")
         self.soft_prompt = soft_prompt
         self._check_positions()
+        #: run the LM head to its end (capturing its input) instead of stopping it with an exception: what
+        #: torch.export can trace (promptlearn.export sets it while exporting); the same scores
+        self.traceable = False
         self.restricted_head = False
         if check_head and self.verbalizer.input in (LABEL_LOGITS, WORD_LOGPROBS):
             self.restricted_head = self._head_self_check()
@@ -128,7 +135,8 @@ class PromptModel(BaseModel):
                          soft_prompt=self.soft_prompt.config() if self.soft_prompt is not None else None,
                          strategy=self.strategy, trained=list(self.trained),
                          calibration=self.verbalizer.calibration_mode,
-                         demonstrations=self.demonstrations.config() if self.demonstrations is not None else None)
+                         demonstrations=self.demonstrations.config() if self.demonstrations is not None else None,
+                         adapter=self.adapter.config() if self.adapter is not None else None)
 
     def use_demonstrations(self, demonstrations: Any) -> None:
         """Score with LM-BFF demonstrations (:class:`promptlearn.demonstrations.Demonstrations`): recorded in the
@@ -181,6 +189,7 @@ class PromptModel(BaseModel):
         """What the verbalizer needs at the mask: label-token logits ``[B, T]`` or the head's input ``[B, H]``;
         with ``read="vocab"`` and positions ``[B, P]``: full-vocabulary logits ``[B, P, V]`` there."""
         read = read or ("hidden" if self.verbalizer.input == MASK_HIDDEN else "label")
+        restricted = restricted and not self.traceable
         rows = torch.arange(mask_pos.shape[0], device=mask_pos.device).unsqueeze(1)
         pos = mask_pos if mask_pos.dim() == 2 else mask_pos.unsqueeze(1)  # [B, P]
         fired = []
@@ -192,7 +201,12 @@ class PromptModel(BaseModel):
             output["last_hidden_state"] = output["last_hidden_state"][rows, pos]
             return output
 
+        captured = []
+
         def stop(module: nn.Module, args: Any) -> None:
+            if self.traceable:  # torch.export cannot trace an exception out of a module: let the head finish
+                captured.append(args[0])
+                return
             raise _HeadInput(args[0])
 
         backbone = self.backbone
@@ -217,6 +231,8 @@ class PromptModel(BaseModel):
             for h in hooks:
                 h.remove()
         self._require(fired)
+        if want_hidden and captured:
+            return captured[0][:, 0]
         if want_hidden:
             raise MaskGatherError(f"{type(backbone).__name__}: the LM head's output projection "
                                   f"({type(decoder).__name__}) was never called, so the hidden state at the mask "
@@ -324,7 +340,7 @@ class PromptModel(BaseModel):
             opts = dict(spec.soft_prompt)
             soft_prompt = build_soft_prompt(template.soft_spec, mlm, opts.pop("type", "embedding"), **opts)
         model = cls(mlm, template, verbalizer, soft_prompt=soft_prompt, base_model=spec.base_model,
-                    revision=spec.revision, strategy=spec.strategy, trained=spec.trained)
+                    revision=spec.revision, strategy=spec.strategy, trained=spec.trained, adapter=spec.adapter)
         if spec.demonstrations:
             from .demonstrations import from_spec as demonstrations_from_spec
 

@@ -32,6 +32,7 @@ from .backbone import ModelLoadError
 from .calibration import calibrate as calibrate_model, requested as requested_calibration
 from .errors import ConfigError, PromptlearnError
 from .metrics import ids_checksum
+from .patterns import apply_pattern
 from .task import load_task
 from .validation import check_against_task, check_config
 
@@ -81,7 +82,7 @@ def _task(c: dict[str, Any]) -> Any:
     if not task_cfg:
         raise ConfigError("no task given; fix: add +task=NAME, e.g. `python -m promptlearn.run +task=sst2` "
                          f"(tasks: {', '.join(sorted(p.stem for p in (CONF_DIR / 'task').glob('*.yaml')))})")
-    return load_task(task_cfg, data_root=c.get("data_root"))
+    return apply_pattern(load_task(task_cfg, data_root=c.get("data_root")), c)  # pattern=: its template + words
 
 
 def _checked(c: dict[str, Any]) -> tuple[Any, Any]:
@@ -146,7 +147,8 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     # --- sample
     checksums = {f"{split_name}_ids": ids_checksum(test["idx"][:])}
     k_shot = strategy.k_shot or (int(demo_cfg.get("k_shot", 16)) if demonstrations.enabled(demo_cfg) else 0)
-    few = pipeline.sample(task, k_shot, seed)
+    data_seed = int(c["data_seed"]) if c.get("data_seed") is not None else seed  # PET's repetitions: same data
+    few = pipeline.sample(task, k_shot, data_seed)
     if few is not None:
         checksums["few_shot"] = few.checksum
         log.info("few-shot split K=%d seed=%d: train %d, dev %d, checksum %s", k_shot, seed, len(few.train),
@@ -170,7 +172,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
 
     # --- train
     t1 = time.perf_counter()
-    train_info = pipeline.train(model, few, strategy, c, device, out, task.metric, augment=demos)
+    train_info = pipeline.train(model, few, strategy, c, device, out, task.metric, augment=demos, task=task)
     t_train = time.perf_counter() - t1
 
     # --- calibrate (on the final model)
@@ -192,9 +194,15 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     metrics = scored.metrics
     other_scores = {}
     for name in c.get("score_splits") or []:
-        s = pipeline.score(model, pipeline.resolve_split(task, name, few), name, device, batch_size=batch_size,
+        data = pipeline.resolve_split(task, name, few, size=c.get("unlabeled_size"), seed=data_seed)
+        t_split = time.perf_counter()
+        s = pipeline.score(model, data, name, device, batch_size=batch_size,
                            metric=task.metric, output_dir=out, progress=c.get("progress", True), transform=transform)
-        other_scores[name] = {"n": len(s.idx), "path": str(s.path) if s.path else None, "metrics": s.metrics}
+        t_split = time.perf_counter() - t_split
+        other_scores[name] = {"n": len(s.idx), "path": str(s.path) if s.path else None, "metrics": s.metrics,
+                              "seconds": round(t_split, 3), "examples_per_s": round(len(s.idx) / max(t_split, 1e-9), 1)}
+        log.info("scored %s: %d examples in %.2fs (%.1f examples/s)", name, len(s.idx), t_split,
+                 other_scores[name]["examples_per_s"])
 
     # --- report
     results = {
@@ -292,6 +300,13 @@ def finished(output_dir: Path, c: dict[str, Any]) -> dict[str, Any] | None:
     return old if strip(old.get("config")) == strip(json.loads(json.dumps(c, default=str))) else None
 
 
+def run_method(cfg: Any, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run the method the config names (``method=single`` -- :func:`run_experiment` -- by default; ``pet``, ``ipet``)."""
+    from .methods import run_method as run
+
+    return run(cfg, output_dir)
+
+
 def main() -> None:
     """Console entry (``promptlearn`` / ``python -m promptlearn.run``), Hydra-driven.
 
@@ -321,7 +336,7 @@ def main() -> None:
                 print(f"skipping job {hc.job.num}: finished earlier ({out / 'results.json'}); rerun=true runs it again")
                 return done["metrics"]["main"]
         try:
-            res = run_experiment(cfg, output_dir=out)
+            res = run_method(cfg, output_dir=out)  # method=single (run_experiment) | pet | ipet
         except PromptlearnError as exc:
             if c.get("debug") or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise

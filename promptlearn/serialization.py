@@ -5,6 +5,8 @@ Layout of a saved directory::
     promptlearn.json         the model's spec (see promptlearn.spec.ModelSpec) + which files hold what
     prompt.safetensors       prompt parameters (soft tokens / prompt encoder / deep prefixes), if any
     verbalizer.safetensors   the verbalizer's state (a soft head, the calibration prior), if any
+    adapter/ | adapter.safetensors   the spec's adapter state only: LoRA in PEFT's own format (adapter_config.json +
+                             adapter_model.safetensors), BitFit's tuned biases -- never the LM's other weights
     lm/                      the masked LM + tokenizer -- only when the strategy trained it (or save_lm=True)
 
 Loading reads the spec and hands it to :func:`promptlearn.spec.build_model`, the same builder the
@@ -39,8 +41,9 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
     """Write ``model`` to ``directory`` (see the module doc for the layout); returns the directory.
 
     ``save_lm=None`` saves the LM if its weights changed (``model.lm_needs_saving()``: the ``lm`` group
-    trained, or the model has a new head).  A PEFT-wrapped LM with adapters is refused rather than saved
-    without them (adapter artifacts arrive with the LoRA/BitFit strategies).
+    trained, or the model has a new head).  A model with an adapter in its spec (``model.adapter``: LoRA,
+    BitFit) saves the adapter's state only; a PEFT model wrapped by hand (not through the spec) is refused rather
+    than saved without its adapters.
     ``materialize=True`` stores a reparameterised prompt (LSTM/MLP encoder, projected deep prefixes)
     as the plain vectors it produces, as PEFT does: the same logits, a fraction of the size, but no
     encoder to continue training.
@@ -50,10 +53,13 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
     from .backbone import adapter_parameter_ids, unwrap, weight_fingerprint
     from .errors import PromptlearnError
 
-    if adapter_parameter_ids(model.mlm) or unwrap(model.mlm) is not model.mlm:
+    adapter = getattr(model, "adapter", None)
+    if adapter is None and (adapter_parameter_ids(model.mlm) or unwrap(model.mlm) is not model.mlm):
         raise PromptlearnError(
-            f"saving a {type(model.mlm).__name__}-wrapped LM is not supported yet: its adapters would be lost; "
-            "fix: merge them first (peft: model.mlm = model.mlm.merge_and_unload()) and save with save_lm=True")
+            f"saving a {type(model.mlm).__name__}-wrapped LM that its spec does not describe: its adapters would be "
+            "lost; fix: build the model with the adapter in its spec (PromptModel(mlm, template, verbalizer, "
+            "adapter={'type': 'lora', ...}) or strategy.adapter=...), or merge them first "
+            "(model.mlm = model.mlm.merge_and_unload()) and save with save_lm=True")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     spec = model.spec
@@ -63,6 +69,11 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
         spec = spec.replace(base_model=str(Path(str(spec.base_model)).resolve()))
     if save_lm is None:
         save_lm = model.lm_needs_saving()
+    if save_lm and adapter is not None:
+        raise PromptlearnError(
+            f"the model's LM trained (groups {list(model.trained) or ['lm']}) and it has a {adapter.type!r} adapter: "
+            "saving both the LM and the adapter is not supported; fix: train only the adapter (do not put lm in "
+            "strategy.trains), or merge a LoRA adapter into the LM first (model.mlm.merge_and_unload())")
     files: dict[str, str] = {}
     sp = getattr(model, "soft_prompt", None)
     if sp is not None:
@@ -75,6 +86,8 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
     if isinstance(verbalizer, nn.Module) and (verbalizer.calibrated or any(True for _ in verbalizer.parameters())):
         save_file(_state(verbalizer), str(d / VERBALIZER_WEIGHTS))
         files["verbalizer"] = VERBALIZER_WEIGHTS
+    if adapter is not None:
+        files["adapter"] = adapter.save(model.mlm, d)
     if save_lm:
         model.mlm.save_pretrained(d / "lm")
         model.template.tokenizer.save_pretrained(d / "lm")
@@ -139,12 +152,18 @@ def load_prompt_model(directory: str | Path, base_model: str | None = None, toke
     spec = cfg["spec"]
     if base_model is not None:
         spec = spec.replace(base_model=base_model, revision=None)
+    if mlm is not None and spec.adapter:
+        raise PromptlearnError(f"{d}: this model has a {spec.adapter.get('type')!r} adapter on its LM, which would "
+                               "change the LM passed in (mlm=) for every other user of it; fix: load it on its own "
+                               "(load_prompt_model(dir) without mlm=)")
     if mlm is not None and cfg["lm_saved"]:
         raise PromptlearnError(f"{d}: this model saved its own LM ({d / 'lm'}; strategy {spec.strategy!r} trained "
                                f"{spec.trained}), so it cannot run on another loaded LM; fix: load it on its own "
                                "(load_prompt_model(dir) without mlm=)")
     model = build_model(spec, tokenizer=tokenizer, mlm=mlm, lm_source=str(d / "lm") if cfg["lm_saved"] else None,
                         **load_kwargs)
+    if cfg.get("files", {}).get("adapter") and getattr(model, "adapter", None) is not None:
+        model.adapter.load(model.mlm, d, cfg["files"]["adapter"])
     if (d / PROMPT_WEIGHTS).is_file() and getattr(model, "soft_prompt", None) is not None:
         model.soft_prompt.load_state_dict(load_file(str(d / PROMPT_WEIGHTS)))
     if (d / VERBALIZER_WEIGHTS).is_file():
@@ -189,7 +208,7 @@ def predict(model: nn.Module, inputs: str | Mapping[str, Any] | Sequence[str | M
                                 f"{template.text!r} needs {fields}; fix: pass a dict with those keys")
     columns = {f: [None if r[f] is None else str(r[f]) for r in rows] for f in fields}
     labels = model.labels
-    device = next(model.parameters()).device
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))  # an ONNX-served model has none
     if demos is None:
         sets = [columns]
     else:  # raw inputs have no ids: each one's draws are seeded by its position (never by a support id)

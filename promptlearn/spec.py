@@ -6,8 +6,10 @@ the labels, the strategy its weights come from and how it was calibrated.  :func
 turns a spec into a model, and it is the only place that does: the CLI builds its spec from the
 Hydra config (:func:`spec_from_config`), ``from_pretrained`` reads it from ``promptlearn.json``,
 and ``model.spec`` gives it back for any model -- ``build_model(model.spec)`` is the same model up
-to its trained weights (which live beside the spec in a saved model).  PEFT wrappers are not part of
-a spec yet: a wrapped model's spec describes the LM inside it.
+to its trained weights (which live beside the spec in a saved model).  An adapter (``spec.adapter``:
+LoRA through PEFT, BitFit; :mod:`promptlearn.adapters`) is part of the spec: the model's constructor applies
+it to the LM it loads, so the builder rebuilds the wrapped model and the saved artifact holds only the adapter's
+weights.
 
 Model kinds (``spec.kind``) are a small registry: ``prompt`` (:class:`~promptlearn.PromptModel`)
 and ``classifier`` (the [CLS]-head baseline); each class implements ``from_spec`` and ``spec``.
@@ -40,6 +42,7 @@ class ModelSpec:
     trained: list[str] = field(default_factory=list)  # the parameter groups it trained (lm, prompt, ...)
     calibration: str | None = None  # how the verbalizer's prior was measured: content_free | support | None
     demonstrations: dict[str, Any] | None = None  # LM-BFF demonstrations the model scores with (their support rows)
+    adapter: dict[str, Any] | None = None  # {"type": "lora", "r": 8, ...} | {"type": "bitfit"}: applied to the LM by the builder
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

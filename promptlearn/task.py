@@ -22,7 +22,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ _KNOWN_KEYS = frozenset(
         "name", "data_dir", "data_root", "hub", "format", "files", "encoding",
         "header", "columns", "delimiter", "quoting", "pattern", "skip_blank",
         "fields", "label_column", "labels", "label_map", "drop_labels", "derive",
-        "template", "verbalizer", "metric", "max_length", "description",
+        "template", "verbalizer", "metric", "max_length", "description", "patterns",
     }
 )
 _HUB_SOURCE_KEYS = frozenset({"path", "name", "splits", "revision"})
@@ -91,6 +91,8 @@ class TaskData:
     fields: list[str]
     config: dict[str, Any]
     source: str = ""
+    patterns: list[Any] = field(default_factory=list)  # promptlearn.patterns.Pattern entries (PET's PVPs)
+    pattern: Any = None  # the Pattern a run selected (pattern=...), whose template/verbalizer are set above
 
     @property
     def num_labels(self) -> int:
@@ -153,6 +155,7 @@ def load_task(task_cfg: Mapping[str, Any] | Any, data_root: str | os.PathLike | 
         fields=list(spec.fields),
         config=cfg,
         source=source,
+        patterns=spec.patterns,
     )
 
 
@@ -206,6 +209,7 @@ class _TaskSpec:
     metric: str
     max_length: int
     cfg: dict[str, Any]
+    patterns: list[Any]
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], need_files: bool = True) -> _TaskSpec:
@@ -260,6 +264,13 @@ class _TaskSpec:
         metric = str(cfg.get("metric", "accuracy"))
         if metric not in METRICS:
             raise fail(f"unknown metric '{metric}'; choose one of {list(METRICS)}")
+        from .errors import ConfigError
+        from .patterns import parse_patterns
+
+        try:
+            patterns = parse_patterns(cfg.get("patterns"), labels, f"Task '{name}'")
+        except ConfigError as exc:
+            raise TaskConfigError(str(exc)) from None
         derive = cfg.get("derive") or {}
         for target, rule in derive.items():
             if not isinstance(rule, Mapping) or "from" not in rule or "size" not in rule:
@@ -280,6 +291,7 @@ class _TaskSpec:
             metric=metric,
             max_length=int(cfg.get("max_length", 128)),
             cfg=cfg,
+            patterns=patterns,
         )
 
 

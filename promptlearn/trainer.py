@@ -160,6 +160,9 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
         enable_activation_checkpointing(getattr(model, "mlm", model))
     trainable, total = count_parameters(model)
     sizes = ", ".join(f"{g} {sum(p.numel() for p in ps):,}" for g, ps in groups.items() if ps)
+    adapter = getattr(model, "adapter", None)
+    if adapter is not None:
+        sizes += f" ({adapter.describe()})"
     msg = (f"strategy {strategy.name}: training {trainable:,} of {total:,} parameters "
            f"({100 * trainable / max(total, 1):.3f}%) -- LM {'trainable' if groups['lm'] else 'frozen'}; {sizes}")
     log.info(msg)
@@ -248,7 +251,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
                 for _ in range(accum):
                     batch = {k: v.to(device) for k, v in next(train_batches).items()}
                     with amp_ctx:
-                        loss = strategy.compute_loss(model, batch) / accum
+                        loss = strategy.training_loss(model, batch) / accum
                     if not torch.isfinite(loss):
                         raise NonFiniteLossError(
                             f"loss is {loss.item()} at step {step + 1} (strategy {strategy.name}, learning rates "

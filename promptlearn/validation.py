@@ -71,6 +71,9 @@ def _num(x: float) -> str:
 
 TOP_LEVEL: tuple[Opt, ...] = (
     Opt("seed", int, "seed=13", min=0),
+    Opt("data_seed", int, "data_seed=13 (the few-shot sample's seed; null: seed)", min=0, nullable=True),
+    Opt("unlabeled_size", int, "unlabeled_size=2000 (or null: the whole pool minus the few-shot examples)", min=1,
+        nullable=True),
     Opt("limit", int, "limit=100 (the first 100 examples), or leave it out for the whole split", min=1, nullable=True),
     Opt("eval_batch_size", int, "eval_batch_size=32", min=1),
     Opt("max_length", int, "max_length=128, or leave it out for the task's", min=4, nullable=True),
@@ -85,6 +88,7 @@ TOP_LEVEL: tuple[Opt, ...] = (
     Opt("plugins", list, "plugins=[my_module]", nullable=True),
     Opt("template", str, "template=\"{text_a} It was {mask}.\"", nullable=True),
     Opt("data_root", str, "data_root=/path/to/data", nullable=True),
+    Opt("patterns_file", str, "patterns_file=my_patterns.yaml (a top-level `patterns:` list)", nullable=True),
     *(Opt(k, bool, f"{k}=true") for k in ("progress", "save_model", "materialize_prompt", "resume",
                                            "keep_checkpoint", "debug", "rerun")),
 )
@@ -108,6 +112,15 @@ STRATEGY: tuple[Opt, ...] = (
     Opt("trains", list, "strategy.trains=[prompt,verbalizer]", nullable=True),
     Opt("soft_prefix", int, "strategy.soft_prefix=4", min=0),
     Opt("prompt_encoder", dict, "strategy.prompt_encoder.type=lstm", nullable=True),
+    Opt("mlm_weight", float, "strategy.mlm_weight=1e-4 (the fraction of the loss that is MLM)", min=0, max=1),
+    Opt("mlm_batch_size", int, "strategy.mlm_batch_size=8", min=1),
+    Opt("mlm_pool_size", int, "strategy.mlm_pool_size=2000 (or null: the whole pool)", min=1, nullable=True),
+    Opt("mlm_probability", float, "strategy.mlm_probability=0.15", min=0.01, max=1),
+    Opt("temperature", float, "strategy.temperature=2", min=1e-3),
+    Opt("pseudo_labels", str, "strategy.pseudo_labels=<file.npz> (idx, label: extra training rows; iPET)",
+        nullable=True),
+    Opt("soft_labels", str, "strategy.soft_labels=<run>/soft_labels.npz (written by method=pet)", nullable=True),
+    Opt("adapter", dict, "strategy.adapter.type=lora (or bitfit)", nullable=True),
 )
 
 DEMONSTRATIONS: tuple[Opt, ...] = (
@@ -130,6 +143,14 @@ def check_config(c: Mapping[str, Any]) -> Any:
     for opt in TOP_LEVEL:
         if opt.key in c and not (opt.key == "plugins" and isinstance(c[opt.key], str)):  # one module as a string
             opt.check(c[opt.key])
+    key = c.get("pattern")
+    if key is not None and (isinstance(key, bool) or not isinstance(key, (int, str)) or
+                            (isinstance(key, int) and key < 0)):
+        raise ConfigError(f"pattern={key!r} is neither an index (0, 1, ...) nor a name; fix: pattern=0 or "
+                          "pattern=<name> (the task YAML's `patterns:` list), or leave it out for the task's template")
+    from .methods import check_method
+
+    check_method(c.get("method"))  # method=single|pet|ipet and its options
     strategy = c.get("strategy") or {}
     for opt in STRATEGY:
         if opt.key in strategy:
@@ -161,6 +182,10 @@ def check_config(c: Mapping[str, Any]) -> Any:
     from .strategies import get_strategy
 
     s = get_strategy(strategy)  # an unknown name is a ConfigError listing the registered ones
+    if s.cfg.get("adapter"):  # an unknown adapter type or option, a wrong value: one line before anything loads
+        from .adapters import build_adapter
+
+        build_adapter(s.cfg["adapter"])
     if s.needs_training and s.k_shot < 1:
         raise ConfigError(f"strategy.k_shot={s.k_shot}: strategy {s.name!r} trains on K examples per class; "
                           "fix: strategy.k_shot=16")

@@ -92,14 +92,15 @@ def test_unknown_types_list_what_is_registered():
     assert "manual" in VERBALIZERS
 
 
-FAMILY_DIRS = ("strategies", "verbalizers")
+FAMILY_DIRS = ("strategies", "verbalizers", "adapters")
 MODULES = sorted(str(p.relative_to(ROOT / "promptlearn")) for p in (ROOT / "promptlearn").rglob("*.py")
                  if p.parent.name not in FAMILY_DIRS)
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_no_strategy_or_verbalizer_names_outside_their_registries(module):
-    """Code outside promptlearn/strategies and promptlearn/verbalizers never branches on a member's name.
+    """Code outside promptlearn/strategies, promptlearn/verbalizers and promptlearn/adapters never branches on a
+    member's name.
 
     (``_upgrade_*`` functions translate an old artifact format into today's names, and are exempt.)
     """
@@ -107,7 +108,9 @@ def test_no_strategy_or_verbalizer_names_outside_their_registries(module):
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name.startswith("_upgrade"):
             node.body = []
-    names = set(STRATEGIES) | set(VERBALIZERS)
+    from promptlearn.adapters import ADAPTERS
+
+    names = set(STRATEGIES) | set(VERBALIZERS) | set(ADAPTERS)
     if module == "template.py":  # the template language's own piece kinds ({soft} tokens), not the `soft` verbalizer
         names -= {"text", "field", "mask", "soft", "sep"}
     literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]

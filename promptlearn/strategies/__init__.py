@@ -8,6 +8,9 @@ fixed_lm        prompt, verbalizer, adapter (LM frozen)     prompt tuning: soft 
 fixed_prompt    lm, verbalizer, adapter                     PET / LM-BFF prompt-based fine-tuning
 prompt_lm       lm, prompt, verbalizer, adapter             P-tuning: prompt and LM, own learning rates
 finetune        lm (incl. the fresh head)                   classic [CLS] head fine-tuning, no template
+distill         lm (incl. the fresh head)                   PET's final step: the classifier on soft labels
+lora            adapter (LoRA, PEFT), prompt, verbalizer    LoRA on a frozen LM, prompt-based (mask + verbalizer)
+bitfit          adapter (the LM's biases), prompt, verb.    BitFit: only bias terms of the LM, prompt-based
 ==============  ==========================================  =============================================
 
 ``get_strategy(cfg)`` builds the strategy ``cfg["name"]`` with its config.
@@ -80,12 +83,16 @@ def get_strategy(cfg: Mapping[str, Any] | Strategy | str | None) -> Strategy:
     return cls({**defaults, **_migrate(cfg), "name": name})
 
 
+from .bitfit import BitFitTuning  # noqa: E402
+from .distill import Distill  # noqa: E402
 from .finetune import Finetune  # noqa: E402
 from .fixed_lm import FixedLM  # noqa: E402
 from .fixed_prompt import FixedPrompt  # noqa: E402
+from .lora import LoraTuning  # noqa: E402
 from .prompt_lm import PromptLM  # noqa: E402
 from .tuning_free import TuningFree  # noqa: E402
 
 for _name, _cls in ((DEFAULT_STRATEGY, TuningFree), ("fixed_lm", FixedLM), ("fixed_prompt", FixedPrompt),
-                    ("prompt_lm", PromptLM), ("finetune", Finetune)):
+                    ("prompt_lm", PromptLM), ("finetune", Finetune), ("distill", Distill),
+                    ("lora", LoraTuning), ("bitfit", BitFitTuning)):
     register_strategy(_name)(_cls)

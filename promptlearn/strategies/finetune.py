@@ -21,6 +21,7 @@ class Finetune(Strategy):
     def adapt_spec(self, spec: Any, task: Any) -> Any:
         fields = iter_fields(spec.template["text"])
         return spec.replace(kind="classifier", verbalizer=None, soft_prompt=None, calibration=None,
+                            adapter=self.cfg.get("adapter") or None,  # refused by the classifier, by name
                             template={**spec.template, "text": plain_template(fields), "name": f"{task.name}-plain"})
 
     def compute_loss(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
