@@ -32,7 +32,7 @@ import numpy as np
 from .verbalizers import DEFAULT_TYPE
 
 __all__ = ["collect", "aggregate", "select_on_dev", "markdown_table", "latex_table", "strip_plot", "curve_plot",
-           "write_plots", "main"]
+           "k_curve_series", "write_plots", "main"]
 
 
 def variant(result: dict[str, Any]) -> str:
@@ -66,9 +66,12 @@ _NOT_CONFIG = {"seed", "progress", "device", "threads", "resume", "save_model", 
                "rerun", "debug"}
 
 
-def config_signature(result: dict[str, Any]) -> str:
-    """Short hash of everything in a run's config that can change its numbers, except the seed."""
+def config_signature(result: dict[str, Any], ignore_k: bool = False) -> str:
+    """Short hash of everything in a run's config that can change its numbers, except the seed (and, with
+    ``ignore_k``, the number of shots: the same configuration at another K has the same signature then)."""
     cfg = {k: v for k, v in (result.get("config") or {}).items() if k not in _NOT_CONFIG}
+    if ignore_k and isinstance(cfg.get("strategy"), dict):
+        cfg["strategy"] = {k: v for k, v in cfg["strategy"].items() if k != "k_shot"}
     cfg["_template"], cfg["_verbalizer"] = result.get("template"), result.get("verbalizer")
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
@@ -91,7 +94,9 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             raise SystemExit(f"{task} {var}: seed(s) {dup} appear more than once with the same configuration: "
                              + ", ".join(r.get("_path", "?") for r in rs if r.get("seed") in dup)
                              + "\nreport one sweep at a time, or remove the duplicated runs")
+        curve = var  # the learning-curve series this row is a point of (the same configuration at every K)
         if len(per_label[(task, var, model, k)]) > 1:  # several configurations of one strategy: tell them apart
+            curve = f"{var} cfg={config_signature(rs[0], ignore_k=True)}"
             var = f"{var} cfg={sig}"
         main = np.array([r["metrics"]["main"] for r in rs]) * 100
         acc = np.array([r["metrics"]["accuracy"] for r in rs]) * 100
@@ -102,6 +107,7 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "acc_std": float(acc.std()), "per_seed": [round(float(x), 2) for x in main],
             "checksums": {str(r.get("seed")): r.get("checksums", {}).get("few_shot") for r in rs},
             "train_s_mean": float(np.mean([r.get("timings", {}).get("total_s", 0.0) for r in rs])),
+            "curve": curve,
         })
     return rows
 
@@ -226,6 +232,7 @@ def select_on_dev(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             _row(task, var, model, k, chosen_runs)
         n_points = len({point_label(p) for p in points})
         row["strategy"] = f"{var} (dev-selected of {n_points})" if n_points > 1 else var
+        row["curve"] = f"{var} (dev-selected)" if n_points > 1 else var
         row["selected"] = [{**c, "dev": None if c["dev"] is None else round(float(c["dev"]) * 100, 2),
                             "test": round(float(c["test"]) * 100, 2)} for c in chosen]
         row["grid_keys"] = varying
@@ -415,6 +422,26 @@ def curve_plot(series: dict[str, dict[float, list[float]]], path: str | Path, xl
     return _save(fig, Path(path), pdf)
 
 
+def k_curve_series(rows: list[dict[str, Any]]) -> dict[str, dict[float, list[float]]]:
+    """The learning curves a table supports: per series (task, strategy variant, configuration apart from K;
+    a dev-selected grid is one series), K -> the per-seed values; only series with two K or more."""
+    tasks = {r["task"] for r in rows}
+    models = {r["model"] for r in rows}
+    curves: dict[str, dict[float, list[float]]] = defaultdict(dict)
+    for r in rows:
+        if not r["k_shot"]:
+            continue  # zero-shot: no K
+        name = r.get("curve") or r["strategy"]
+        if len(models) > 1:
+            name = f"{r['model']} {name}"
+        if len(tasks) > 1:
+            name = f"{r['task']} {name}"
+        if r["k_shot"] in curves[name]:
+            raise SystemExit(f"learning curve {name!r}: two rows at K={r['k_shot']}; report one sweep at a time")
+        curves[name][r["k_shot"]] = r["per_seed"]
+    return {name: dict(sorted(pts.items())) for name, pts in curves.items() if len(pts) > 1}
+
+
 def write_plots(results: list[dict[str, Any]], rows: list[dict[str, Any]], out: Path, pdf: bool = False) -> list[Path]:
     """The plots a set of runs supports, next to ``out``: per-seed spread (always), metric vs K (several K),
     metric per template (several templates in one group)."""
@@ -439,12 +466,7 @@ def write_plots(results: list[dict[str, Any]], rows: list[dict[str, Any]], out: 
         written += strip_plot(spread, out.with_name(out.name + "_seeds.png"), ylabel=f"test {metric} (%)",
                               title=title, highlight=marked, pdf=pdf)
     # metric against K
-    curves: dict[str, dict[float, list[float]]] = defaultdict(dict)
-    for r in rows:
-        if r["k_shot"]:
-            name = f"{r['task']} {r['strategy']}" if len(tasks) > 1 else r["strategy"]
-            curves[name][r["k_shot"]] = r["per_seed"]
-    curves = {k: v for k, v in curves.items() if len(v) > 1}
+    curves = k_curve_series(rows)
     if curves:
         written += curve_plot(curves, out.with_name(out.name + "_k_curve.png"), ylabel=f"test {metric} (%)",
                               title=f"learning curve ({rows[0]['model']})", pdf=pdf)
@@ -498,7 +520,12 @@ def main(argv: list[str] | None = None) -> None:
     out.with_suffix(".json").write_text(json.dumps(rows, indent=2, default=str))
     written = [out.with_suffix(s) for s in (".md", ".tex", ".json")]
     if not args.no_plots:
-        written += write_plots(results, rows, out, pdf=args.pdf)
+        try:
+            import matplotlib  # noqa: F401  (the plots are optional: pip install -e ".[plots]")
+        except ImportError:
+            print('no plots: matplotlib is not installed (pip install -e ".[plots]"); --no-plots silences this')
+        else:
+            written += write_plots(results, rows, out, pdf=args.pdf)
     print("\nwrote " + ", ".join(str(p) for p in written))
 
 

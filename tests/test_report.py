@@ -176,3 +176,75 @@ def test_plot_helpers_write_files(tmp_path):
     files = strip_plot({"a": [1.0, 2.0], "b": [3.0]}, tmp_path / "x.png", highlight=["b"], horizontal=True, chance=2.0)
     files += curve_plot({"s": {4: [50.0, 52.0], 8: [55.0]}}, tmp_path / "c.png", chance=50.0, pdf=True)
     assert [f.name for f in files] == ["x.png", "c.png", "c.pdf"] and all(f.stat().st_size > 1000 for f in files)
+
+
+def test_select_on_dev_never_reads_test():
+    import random
+
+    from promptlearn.report import select_on_dev
+
+    # 4 grid points x 3 seeds with random dev and test; shuffling the test numbers among the runs (or making the
+    # best-test point the worst on dev) must not move the choice, and the reported test is the chosen run's
+    rng = random.Random(0)
+    points = [(lr, bs) for lr in (1e-5, 1e-4) for bs in (4, 8)]
+    runs = [grid_run(seed, lr, bs, rng.choice((0.5, 0.5625, 0.625, 0.6875)), rng.random())
+            for seed in (13, 21, 42) for lr, bs in points]
+    (row,) = select_on_dev(runs)
+    chosen = [c["point"] for c in row["selected"]]
+    lost = 0  # seeds whose best-test run is not the best on dev
+    for trial in range(5):
+        tests = [r["metrics"]["main"] for r in runs]
+        random.Random(trial).shuffle(tests)
+        for r, t in zip(runs, tests):
+            r["metrics"]["main"] = r["metrics"]["accuracy"] = t
+        (again,) = select_on_dev(runs)
+        assert [c["point"] for c in again["selected"]] == chosen
+        for c in again["selected"]:
+            (run,) = [r for r in runs if r["seed"] == c["seed"] and
+                      f"batch_size={r['config']['strategy']['batch_size']},lr={r['config']['strategy']['lr']:g}" == c["point"]]
+            assert c["test"] == round(run["metrics"]["main"] * 100, 2)
+            best_test = max((r for r in runs if r["seed"] == c["seed"]), key=lambda r: r["metrics"]["main"])
+            if best_test["train"]["best_dev"] < c["dev"] / 100:  # the best-test point lost on dev: not chosen
+                assert c["test"] < round(best_test["metrics"]["main"] * 100, 2)
+                lost += 1
+    assert lost >= 5  # the case that matters occurred
+
+def curve_runs(strategy="fixed_prompt"):
+    """A dev-selected grid (2 lr x 2 seeds) at K = 4, 16 and 64; lr=1e-4 wins dev at K=4, lr=1e-5 above."""
+    runs = []
+    for k in (4, 16, 64):
+        for seed in (13, 21):
+            good, bad = (1e-4, 1e-5) if k == 4 else (1e-5, 1e-4)
+            runs.append(grid_run(seed, good, 8, 0.75, 0.5 + k / 200 + seed / 1000, k=k))
+            runs.append(grid_run(seed, bad, 8, 0.5, 0.99, k=k))
+            for r in runs[-2:]:
+                r["strategy"] = r["config"]["strategy"]["name"] = strategy
+                r["config"]["strategy"]["k_shot"] = k
+    return runs
+
+
+def test_learning_curve_from_any_results_with_several_k(tmp_path):
+    from promptlearn.report import k_curve_series, select_on_dev
+
+    runs = curve_runs()
+    # dev-selected: one series whatever the chosen points, test at the chosen point per K and seed
+    series = k_curve_series(select_on_dev(runs))
+    assert list(series) == ["fixed_prompt (dev-selected)"]
+    assert series["fixed_prompt (dev-selected)"] == {4: [53.3, 54.1], 16: [59.3, 60.1], 64: [83.3, 84.1]}
+    # without selection: every configuration is its own curve (its signature ignores K), K ascending
+    series = k_curve_series(aggregate(runs))
+    assert len(series) == 2 and all(list(s) == [4, 16, 64] for s in series.values())
+    assert sorted(s[16][0] for s in series.values()) == [59.3, 99.0]
+    # one K only: nothing to draw; a second task gets its own series
+    assert k_curve_series(aggregate([r for r in runs if r["k_shot"] == 16])) == {}
+    other = curve_runs("finetune")
+    for r in other:
+        r["task"] = "mr"
+    series = k_curve_series(select_on_dev(runs + other))
+    assert sorted(series) == ["mr finetune (dev-selected)", "sst2 fixed_prompt (dev-selected)"]
+    # the CLI draws it from a results folder
+    write_runs(tmp_path / "k", runs)
+    main([str(tmp_path / "k"), "--select", "dev"])
+    assert (tmp_path / "k" / "summary_k_curve.png").read_bytes()[:4] == b"\x89PNG"
+    md = (tmp_path / "k" / "summary.md").read_text()
+    assert "| fixed_prompt (dev-selected of 2) K=4 | 53.7 (0.4) n=2 |" in md
