@@ -17,7 +17,8 @@ Running the same command again resumes: jobs that finished with the same configu
 passed for you), and grid points or seeds added later run alone.
 
 ``grid.<key>=[v1,v2,...]`` sweeps ``strategy.<key>`` (``grid.strategy.prompt_lr=[...]`` or any other dotted key
-sweeps that key); ``seeds=[...]`` (default 13, 21, 42, 87, 100); ``grid.dir=`` the sweep folder (default
+sweeps that key, and a top-level option of conf/config.yaml sweeps itself: ``grid.pattern=[0,1,2]`` chooses the
+pattern on dev as well); ``seeds=[...]`` (default 13, 21, 42, 87, 100); ``grid.dir=`` the sweep folder (default
 ``multirun/grid/<task>_<strategy>``).  ``--no-report`` runs the sweep only, ``--report-only`` reports an existing
 folder, ``--pdf`` also writes the plots as PDF, ``--dry-run`` prints the multirun command.
 """
@@ -71,6 +72,17 @@ def _values(arg: str, key: str, text: str) -> list[str]:
     return vals
 
 
+def _top_level_keys() -> set[str]:
+    """The plain options of conf/config.yaml (``pattern``, ``calibrate``, ...): ``grid.pattern=[0,1]`` sweeps
+    ``pattern``, while a name that is not one of them is a strategy option (``grid.lr`` sweeps ``strategy.lr``)."""
+    from omegaconf import OmegaConf
+
+    from .run import CONF_DIR
+
+    cfg = OmegaConf.load(Path(CONF_DIR) / "config.yaml")
+    return {k for k in cfg if k not in ("defaults", "hydra", "seed")}
+
+
 def _override_key(arg: str) -> str:
     return arg.split("=", 1)[0].lstrip("+~")
 
@@ -111,7 +123,7 @@ def parse_args(argv: Sequence[str]) -> GridPlan:
             name = key[len("grid."):]
             if not name:
                 raise ConfigError(f"{arg}: no key after 'grid.'; fix: grid.lr=[1e-5,5e-5]")
-            dotted = name if "." in name else f"strategy.{name}"
+            dotted = name if "." in name or name in _top_level_keys() else f"strategy.{name}"
             if dotted in grid:
                 raise ConfigError(f"{arg}: {dotted} is swept twice; fix: give one list of values")
             grid[dotted] = _values(arg, key, value)

@@ -31,6 +31,12 @@ def test_parse_grid_seeds_and_overrides():
     assert "hydra.sweep.subdir='lr=${strategy.lr},batch_size=${strategy.batch_size},warmup_ratio=" \
            "${strategy.warmup_ratio}/seed${seed}'" in cmd
     assert parse_args(["grid.lr=[1e-5]"]).seeds == [str(s) for s in LM_BFF_SEEDS]
+    # a top-level option sweeps itself (the pattern chosen on dev too), any other name is a strategy option
+    plan = parse_args(["grid.pattern=[0,1]", "grid.calibrate=[false,content_free]", "grid.warmup_ratio=[0.1]"])
+    assert plan.grid == {"pattern": ["0", "1"], "calibrate": ["false", "content_free"],
+                         "strategy.warmup_ratio": ["0.1"]}
+    assert "hydra.sweep.subdir='pattern=${pattern},calibrate=${calibrate},warmup_ratio=${strategy.warmup_ratio}" \
+           "/seed${seed}'" in multirun_command(plan)
     assert "resume=false" in multirun_command(parse_args(["grid.lr=[1e-5]", "resume=false"]))
 
 
