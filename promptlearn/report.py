@@ -3,7 +3,8 @@
     python -m promptlearn.report multirun/2026-11-23_10-00-00 [more dirs...] [--out summary] [--select dev] [--pdf]
 
 Writes ``OUT.md`` (markdown), ``OUT.tex`` (a LaTeX ``booktabs`` table), ``OUT.json`` (the rows) and PNG plots
-next to them (``OUT_seeds.png``: per-seed spread per configuration; ``OUT_k_curve.png``: the metric against K
+next to them (``OUT_seeds.png``: per-seed spread per configuration; ``OUT_dev_test.png`` for a ``--select dev``
+grid: dev against test of every run, the chosen ones ringed; ``OUT_k_curve.png``: the metric against K
 when the runs have several K; ``OUT_templates.png``: the metric per template when they have several templates;
 ``--pdf`` adds a PDF of each).  ``--select dev`` is the LM-BFF grid protocol: runs that differ only in their
 hyper-parameters form one group, and for each seed the configuration with the best few-shot dev score
@@ -32,7 +33,7 @@ import numpy as np
 from .verbalizers import DEFAULT_TYPE
 
 __all__ = ["collect", "aggregate", "select_on_dev", "markdown_table", "latex_table", "strip_plot", "curve_plot",
-           "k_curve_series", "write_plots", "main"]
+           "k_curve_series", "dev_test_plot", "write_plots", "main"]
 
 
 def variant(result: dict[str, Any]) -> str:
@@ -248,6 +249,7 @@ def select_on_dev(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          "dev_std": float(np.nanstd(devs)) if np.isfinite(devs).any() else None,
                          "test_mean": float(tests.mean()), "test_std": float(tests.std()),
                          "per_seed": [round(float(x), 2) for x in tests],
+                         "per_seed_dev": [None if not np.isfinite(x) else round(float(x), 2) for x in devs],
                          "times_chosen": sum(c["point"] == label for c in chosen)})
         row["grid"] = grid
         rows.append(row)
@@ -350,11 +352,13 @@ def _save(fig: Any, path: Path, pdf: bool) -> list[Path]:
 
 def strip_plot(groups: dict[str, list[float]], path: str | Path, ylabel: str = "test metric (%)",
                title: str | None = None, highlight: Iterable[str] = (), horizontal: bool = False,
-               chance: float | None = None, pdf: bool = False) -> list[Path]:
+               chance: float | None = None, pdf: bool = False, point_name: str = "seed",
+               highlight_name: str = "chosen on dev") -> list[Path]:
     """A box plot per group with every value drawn as a point (seeds, templates ...); returns the files written.
 
     ``groups`` maps a label to its values; ``highlight`` labels are drawn in another colour; ``horizontal``
-    puts the labels on the y axis (long labels such as templates); ``chance`` draws a dashed line."""
+    puts the labels on the y axis (long labels such as templates); ``chance`` draws a dashed line; the legend
+    names a point ``one <point_name>`` (``(<highlight_name>)`` for the highlighted groups)."""
     plt = _pyplot()
     labels = list(groups)
     marked = set(highlight)
@@ -369,17 +373,27 @@ def strip_plot(groups: dict[str, list[float]], path: str | Path, ylabel: str = "
     except TypeError:
         ax.boxplot(data, vert=not horizontal, **box)
     rng = np.random.default_rng(0)  # deterministic jitter
+    legend: set[str] = set()
+
+    def once(name: str) -> str:  # each kind of mark in the legend once
+        if name in legend:
+            return "_nolegend_"
+        legend.add(name)
+        return name
+
     for p, k, vals in zip(pos, labels, data):
         jitter = rng.uniform(-0.12, 0.12, len(vals))
         colour = "tab:red" if k in marked else "tab:blue"
         xy = (vals, p + jitter) if horizontal else (p + jitter, vals)
-        ax.scatter(*xy, s=22, color=colour, zorder=3, alpha=0.85)
+        ax.scatter(*xy, s=22, color=colour, zorder=3, alpha=0.85,
+                   label=once(f"one {point_name}" + (f" ({highlight_name})" if k in marked else "")))
         if len(vals):
             m = float(vals.mean())
-            ax.scatter(*((m, p) if horizontal else (p, m)), marker="D", s=36, color="black", zorder=4)
+            ax.scatter(*((m, p) if horizontal else (p, m)), marker="D", s=36, color="black", zorder=4,
+                       label=once("mean (box: quartiles, median)"))
     if chance is not None:
         (ax.axvline if horizontal else ax.axhline)(chance, ls="--", color="grey", lw=1, label="chance")
-        ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=7, framealpha=0.8)
     if horizontal:
         ax.set_yticks(pos, labels, fontsize=8)
         ax.set_xlabel(ylabel)
@@ -419,6 +433,34 @@ def curve_plot(series: dict[str, dict[float, list[float]]], path: str | Path, xl
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
+    return _save(fig, Path(path), pdf)
+
+
+def dev_test_plot(row: dict[str, Any], path: str | Path, pdf: bool = False) -> list[Path]:
+    """A dev-selected grid: few-shot dev against test for every run (one colour per grid point), the runs chosen
+    on dev ringed -- how well the dev score the choice is made on predicts test."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    chosen = {(c["seed"], c["point"]) for c in row["selected"]}
+    ringed = False
+    for g in row["grid"]:
+        pts = [(d, t, s) for d, t, s in zip(g["per_seed_dev"], g["per_seed"], g["seeds"]) if d is not None]
+        if not pts:
+            continue
+        dots = ax.scatter([d for d, _, _ in pts], [t for _, t, _ in pts], s=26, alpha=0.8, label=g["point"], zorder=3)
+        picked = [(d, t) for d, t, s in pts if (s, g["point"]) in chosen]
+        if picked:
+            ax.scatter([d for d, _ in picked], [t for _, t in picked], s=110, facecolors="none", zorder=4,
+                       edgecolors=dots.get_facecolor()[0], linewidths=1.5, label="_nolegend_")
+            ringed = True
+    if ringed:  # the legend's ring in black, after the grid points
+        ax.scatter([], [], s=110, facecolors="none", edgecolors="black", linewidths=1.5, label="chosen on dev (per seed)")
+    ax.set_xlabel(f"few-shot dev {row['metric']} (%) at the best checkpoint")
+    ax.set_ylabel(f"test {row['metric']} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    ax.set_title(f"dev vs test per run: {row['task']} {row['strategy']} ({row['model']}, K={row['k_shot']})",
+                 fontsize=9)
     return _save(fig, Path(path), pdf)
 
 
@@ -465,6 +507,11 @@ def write_plots(results: list[dict[str, Any]], rows: list[dict[str, Any]], out: 
         title = f"per-seed test {metric} ({', '.join(sorted(tasks))}; {rows[0]['model']})"
         written += strip_plot(spread, out.with_name(out.name + "_seeds.png"), ylabel=f"test {metric} (%)",
                               title=title, highlight=marked, pdf=pdf)
+    # dev against test per run of a dev-selected grid (one plot per grid; suffixed when there are several)
+    grids = [r for r in rows if r.get("grid") and len(r["grid"]) > 1]
+    for i, r in enumerate(grids):
+        name = out.name + "_dev_test" + (f"_{i + 1}" if len(grids) > 1 else "") + ".png"
+        written += dev_test_plot(r, out.with_name(name), pdf=pdf)
     # metric against K
     curves = k_curve_series(rows)
     if curves:

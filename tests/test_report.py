@@ -150,6 +150,9 @@ def test_report_cli_writes_tables_and_plots_with_the_right_numbers(tmp_path):
         assert (tmp_path / "grid" / name).stat().st_size > 1000
     assert (tmp_path / "grid" / "summary_seeds.png").read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path / "grid" / "summary_k_curve.png").exists()  # one K: no learning curve
+    assert (tmp_path / "grid" / "summary_dev_test.png").read_bytes()[:4] == b"\x89PNG"  # dev vs test of the grid
+    by_point = {g["point"]: g for g in rows[0]["grid"]}
+    assert by_point["lr=1e-05"]["per_seed_dev"] == [90.0, 60.0] and by_point["lr=1e-05"]["per_seed"] == [60.0, 80.0]
 
     curve = [fake("sst2", "finetune", s, a, k=k) for k, accs in ((4, (0.5, 0.6)), (16, (0.7, 0.8))) for s, a in
              zip((13, 21), accs)]
