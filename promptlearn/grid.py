@@ -152,7 +152,7 @@ def parse_args(argv: Sequence[str]) -> GridPlan:
     if sweep_dir is None:
         choice = lambda k, d: next((_o.split("=", 1)[1] for _o in overrides if _override_key(_o) == k), d)  # noqa: E731
         task = choice("task", "notask")
-        sweep_dir = os.path.join("multirun", "grid", f"{task}_{choice('strategy', 'tuning_free')}".replace("/", "_"))
+        sweep_dir = os.path.join("multirun", "grid", f"{task}_{choice('strategy', 'default')}".replace("/", "_"))
     return GridPlan(grid, seeds, sweep_dir, overrides, flags, config_dir)
 
 
