@@ -37,6 +37,8 @@ __all__ = ["Template", "TemplateError", "Piece", "SoftSpec", "resolve_prefix_spa
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _FIELD_MODIFIERS = {"shortenable", "lower", "upper", "nopunct", "cutfirst"}
 _RESERVED = {"mask", "sep", "soft"}
+# piece kinds, for code outside this module (which must not spell a registry member's name, e.g. the soft verbalizer)
+SOFT_PIECE, SEP_PIECE = "soft", "sep"
 
 
 class TemplateError(PromptlearnError, ValueError):

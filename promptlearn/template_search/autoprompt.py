@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..template import SOFT_PIECE
 from ..validation import Opt
 from . import register_search_method
 from .base import SearchContext, TemplateSearch
@@ -89,7 +90,7 @@ class TriggerTemplate:
         # whether each trigger slot follows whitespace (byte-level BPE: the word then needs its leading space)
         self.after_space = []
         for i, p in enumerate(self.pieces):
-            if p.kind == "soft":
+            if p.kind == SOFT_PIECE:
                 prev = self.pieces[i - 1] if i else None
                 self.after_space.append(prev is not None and prev.kind == "text" and prev.value[-1:].isspace())
 

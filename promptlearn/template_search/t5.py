@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import ConfigError
+from ..template import SEP_PIECE, SOFT_PIECE
 from ..validation import Opt
 from . import register_search_method
 from .base import SearchContext, TemplateSearch
@@ -195,7 +196,7 @@ class T5Generation(TemplateSearch):
             if unknown:
                 raise ConfigError(f"search.shapes: {shape!r}: field {{{unknown[0]}}} is not a field of task "
                                   f"{task.name!r}, which has {fields}; fix: use {{{fields[0]}}}")
-            if any(p.kind in ("soft", "sep") for p in pieces):
+            if any(p.kind in (SOFT_PIECE, SEP_PIECE) for p in pieces):
                 raise ConfigError(f"search.shapes: {shape!r}: {{soft}} and {{sep}} cannot be generated around; fix: "
                                   "plain text, fields, {mask} and the markers <X> <Y>")
         name = str(self.options["generator"])
