@@ -1,6 +1,7 @@
 """The PET / iPET table from experiments/pet_mini_mlm.sh's run folders: per task, the single-pattern models (PET's
 own pattern models, generation 0, repetition 0 -- each is exactly ``method=single pattern=<i>`` at the same seed),
-PET's merged ensemble and distilled classifier, iPET's last-generation ensemble and distilled classifier;
+PET's merged ensemble and distilled classifier, each iPET generation's ensemble and iPET's distilled
+classifier;
 test metric (%) per seed and mean (std) over seeds (population std, as promptlearn.report).
 
     python experiments/pet_table.py multirun/pet_mini_mlm
@@ -30,8 +31,12 @@ def main(root: str) -> None:
             for pm in r["pattern_models"]:
                 if pm["generation"] == 0 and pm["rep"] == 0:
                     rows[task][f"single pattern `{pm['name']}` (fixed_prompt)"][seed] = pm["metrics"][metric]
-        rows[task][f"{method.upper() if method == 'pet' else 'iPET'} ensemble ({r['ensemble']['reduction']})"][seed] = \
-            r["ensemble"]["metrics"][metric]
+        if method == "pet":
+            rows[task][f"PET ensemble ({r['ensemble']['reduction']})"][seed] = r["ensemble"]["metrics"][metric]
+        for g in r.get("generations") or []:  # iPET: each generation's ensemble (its models' training-set size)
+            n = "/".join(str(x) for x in sorted(set(g["train_examples"])))
+            rows[task][f"iPET generation {g['generation']} ensemble ({g['ensemble']['reduction']}; {n} training "
+                       "examples per model)"][seed] = g["ensemble"]["metrics"][metric]
         rows[task][f"{'PET' if method == 'pet' else 'iPET'} distilled (final classifier)"][seed] = \
             r["distilled"]["metrics"][metric]
     for task, table in rows.items():
@@ -39,7 +44,9 @@ def main(root: str) -> None:
         print(f"\n{task} ({metric_of[task]}), K=16")
         print(f"| model | {metric_of[task]} mean (std) | per seed ({' / '.join(map(str, seeds))}) |")
         print("|---|---|---|")
-        for name, cells in table.items():
+        order = lambda name: (0 if name.startswith("single") else 1 if name.startswith("PET") else 2, name)
+        for name in sorted(table, key=order):
+            cells = table[name]
             vals = np.array([100 * cells[s] for s in seeds if s in cells])
             per = " / ".join(f"{100 * cells[s]:.2f}" if s in cells else "-" for s in seeds)
             print(f"| {name} | {vals.mean():.1f} ({vals.std():.1f}) n={len(vals)} | {per} |")
