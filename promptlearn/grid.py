@@ -222,8 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n = check_plan(plan)
             print(f"grid: {len(plan.points())} point(s) {dict(plan.grid)} x {len(plan.seeds)} seed(s) = {n} job(s) "
                   f"into {plan.sweep_dir}\n  {shlex.join(cmd)}", flush=True)
-            env = dict(os.environ)
-            rc = subprocess.call(cmd, env=env)
+            rc = subprocess.call(cmd)  # inherits the environment
             if rc != 0:
                 print(f"error: the multirun stopped (exit {rc}); run the same command again to resume: finished jobs "
                       "are skipped, interrupted ones continue from their checkpoint", file=sys.stderr)

@@ -99,17 +99,7 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(per_label[(task, var, model, k)]) > 1:  # several configurations of one strategy: tell them apart
             curve = f"{var} cfg={config_signature(rs[0], ignore_k=True)}"
             var = f"{var} cfg={sig}"
-        main = np.array([r["metrics"]["main"] for r in rs]) * 100
-        acc = np.array([r["metrics"]["accuracy"] for r in rs]) * 100
-        rows.append({
-            "task": task, "strategy": var, "model": model, "k_shot": k, "n_seeds": len(rs),
-            "seeds": [r.get("seed") for r in rs], "metric": rs[0]["metrics"]["main_metric"],
-            "mean": float(main.mean()), "std": float(main.std()), "acc_mean": float(acc.mean()),
-            "acc_std": float(acc.std()), "per_seed": [round(float(x), 2) for x in main],
-            "checksums": {str(r.get("seed")): r.get("checksums", {}).get("few_shot") for r in rs},
-            "train_s_mean": float(np.mean([r.get("timings", {}).get("total_s", 0.0) for r in rs])),
-            "curve": curve,
-        })
+        rows.append({**_row(task, var, model, k, rs), "curve": curve})
     return rows
 
 
@@ -229,8 +219,7 @@ def select_on_dev(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             chosen.append({"seed": seed, "point": point_label(best_p), "values": best_p, "dev": dev(best_r),
                            "test": best_r["metrics"]["main"], "n_candidates": len(cands), "_r": best_r})
         chosen_runs = [c.pop("_r") for c in chosen]
-        row = aggregate(chosen_runs)[0] if len({config_signature(r) for r in chosen_runs}) == 1 else \
-            _row(task, var, model, k, chosen_runs)
+        row = _row(task, var, model, k, chosen_runs)  # chosen: one run per seed, in seed order
         n_points = len({point_label(p) for p in points})
         row["strategy"] = f"{var} (dev-selected of {n_points})" if n_points > 1 else var
         row["curve"] = f"{var} (dev-selected)" if n_points > 1 else var
@@ -257,7 +246,9 @@ def select_on_dev(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _row(task: str, var: str, model: str, k: int, rs: list[dict[str, Any]]) -> dict[str, Any]:
-    """An :func:`aggregate` row over runs of different configurations (the chosen grid points)."""
+    """The summary row over runs ``rs`` (one per seed, in seed order): mean (std) of the reported metric and of
+    accuracy, per-seed values, split checksums, mean run time -- an :func:`aggregate` row, or the dev-chosen runs
+    of :func:`select_on_dev` (which may differ in configuration)."""
     main = np.array([r["metrics"]["main"] for r in rs]) * 100
     acc = np.array([r["metrics"]["accuracy"] for r in rs]) * 100
     return {"task": task, "strategy": var, "model": model, "k_shot": k, "n_seeds": len(rs),
