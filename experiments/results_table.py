@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 
@@ -45,9 +46,7 @@ def main(argv=None) -> None:
         print("| " + " | ".join(str(c) for c in cells) + f" | {100 * m['accuracy']:.2f} | {100 * m['f1_macro']:.2f} | "
               f"{m['n']} | {r['timings']['total_s']:.0f} |")
     if args.mean and accs:
-        mean = sum(accs) / len(accs)
-        std = (sum((a - mean) ** 2 for a in accs) / len(accs)) ** 0.5
-        print(f"\naccuracy over {len(accs)} runs: {mean:.1f} ({std:.1f})")
+        print(f"\naccuracy over {len(accs)} runs: {statistics.fmean(accs):.1f} ({statistics.pstdev(accs):.1f})")
 
 
 if __name__ == "__main__":
