@@ -11,7 +11,7 @@ import tokenizers
 import torch
 import transformers
 
-from . import template as template_module
+from . import distributed, template as template_module
 from .template import Template
 
 __all__ = ["encode_dataset", "PromptCollator", "Batches", "make_loader", "template_fingerprint"]
@@ -64,8 +64,9 @@ def encode_dataset(dataset: Any, template: Template, batch_size: int = 1000, num
     keep = {"label", "idx", SOFT_LABELS}
     remove = [c for c in dataset.column_names if c not in keep]
     fp = template_fingerprint(template, getattr(dataset, "_fingerprint", ""))
-    return dataset.map(template.encode_batch, batched=True, batch_size=batch_size, remove_columns=remove,
-                       num_proc=num_proc, new_fingerprint=fp, desc=desc or f"tokenising with {template.text!r}")
+    with distributed.main_process_first():  # several processes: one writes the cache, the others read it
+        return dataset.map(template.encode_batch, batched=True, batch_size=batch_size, remove_columns=remove,
+                           num_proc=num_proc, new_fingerprint=fp, desc=desc or f"tokenising with {template.text!r}")
 
 
 class PromptCollator:
@@ -125,15 +126,22 @@ class Batches:
     * ``"shuffle"`` -- endless and seeded: epoch ``e`` uses ``torch.randperm(n, seed + e)`` and drops
       its ragged tail (training); :meth:`state` / :meth:`load` resume at the same position (load before
       ``iter()``; the position lives in this object, so a new iterator continues where the last stopped).
+
+    Several processes (:mod:`promptlearn.distributed`): a shuffling batcher made with ``shard=(rank, world)``
+    draws the same global batch of ``batch_size`` rows in every process and yields this process's slice of
+    ``batch_size / world`` rows; a one-pass batcher hands each process every ``world``-th batch through
+    :meth:`shard` (the batches themselves are the single-process ones).
     """
 
     def __init__(self, encoded: Any, batch_size: int, pad_token_id: int | None, order: str = "sequential",
                  seed: int = 0, pad_to_multiple_of: int | None = None, draw_base_seed: bool = False,
-                 epoch_data: Any = None):
+                 epoch_data: Any = None, shard: tuple[int, int] | None = None):
         if order not in ("sequential", "length", "shuffle"):
             raise ValueError(f"order must be sequential, length or shuffle, got {order!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        if shard is not None and order != "shuffle":
+            raise ValueError("shard= splits the batches of a shuffling batcher; one-pass batchers use .shard()")
         # epoch_data(epoch) -> encoded dataset (shuffle only): the rows change every epoch (re-sampled
         # demonstrations); same number of rows, same labels
         self.epoch_data = epoch_data
@@ -143,6 +151,13 @@ class Batches:
         self.seed = seed
         self.collate = PromptCollator(pad_token_id, pad_to_multiple_of)
         self.batch_size = min(int(batch_size), self.n) if order == "shuffle" else int(batch_size)
+        self.rank, self.world = shard if shard is not None else (0, 1)
+        if self.batch_size % self.world:
+            from .errors import ConfigError
+
+            raise ConfigError(f"batch size {self.batch_size} cannot be split evenly over {self.world} processes; "
+                              f"fix: strategy.batch_size={self.world * max(1, self.batch_size // self.world)} "
+                              "(the global batch: a multiple of the number of processes)")
         if order == "length":
             lengths = [len(x) for x in encoded["input_ids"][:]]
             self.order_index: list[int] | None = sorted(range(self.n), key=lambda i: (-lengths[i], i))
@@ -179,10 +194,18 @@ class Batches:
             torch.empty((), dtype=torch.int64).random_()
         return self._one_pass()
 
-    def _one_pass(self) -> Iterator[dict[str, torch.Tensor]]:
+    def _one_pass(self, rank: int = 0, world: int = 1) -> Iterator[dict[str, torch.Tensor]]:
         index = self.order_index if self.order_index is not None else range(self.n)
-        for start in range(0, self.n, self.batch_size):
+        for start in range(rank * self.batch_size, self.n, world * self.batch_size):
             yield self.collate([self.rows[i] for i in index[start: start + self.batch_size]])
+
+    def shard(self, rank: int, world: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """One pass over batches ``rank``, ``rank + world``, ... as ``(batch number, batch)`` (the batches of a
+        single pass, so gathered results put in batch order equal one process's)."""
+        if self.mode == "shuffle":
+            raise TypeError("a shuffling batcher is split with shard=(rank, world) when it is made")
+        iter(self)  # the same global-generator draw as a whole pass (draw_base_seed)
+        return zip(range(rank, len(self), world), self._one_pass(rank, world))
 
     # ------------------------------------------------------------------ endless, seeded (shuffle)
     def _permutation(self) -> list[int]:
@@ -206,8 +229,10 @@ class Batches:
         return idx
 
     def _endless(self) -> Iterator[dict[str, torch.Tensor]]:
+        per = self.batch_size // self.world
         while True:
-            yield self.collate([self.rows[i] for i in self.next_indices()])
+            idx = self.next_indices()  # the global batch: the same in every process
+            yield self.collate([self.rows[i] for i in idx[self.rank * per: (self.rank + 1) * per]])
 
 
 def make_loader(encoded: Any, batch_size: int, pad_token_id: int, sort_by_length: bool = False,

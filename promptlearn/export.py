@@ -211,6 +211,9 @@ class OnnxPromptModel(nn.Module):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m promptlearn.export --model MODEL_DIR --out DIR [--opset N] [--no-check]``"""
+    from .distributed import single_process_entry
+
+    single_process_entry("promptlearn.export")
     p = argparse.ArgumentParser(prog="python -m promptlearn.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="a saved model directory (save_model=true / save_pretrained)")
     p.add_argument("--out", required=True, help="the export directory (model.onnx, tokenizer/, export.json)")

@@ -210,6 +210,9 @@ def check_plan(plan: GridPlan) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .distributed import single_process_entry
+
+    single_process_entry("promptlearn.grid")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         plan = parse_args(argv)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import Batches, encode_dataset
 
 __all__ = ["infer", "predict_scores", "score_dataset", "vocab_logprobs"]
@@ -28,32 +29,61 @@ def infer(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], de
     ``token_logits``, ``hidden``, ``verbalizer_input``, ...).  Length-sorted batches are put back in
     dataset order.  The model's train/eval mode is restored afterwards.  ``forward(**batch)`` replaces
     ``model(**batch)`` for another view of the same model (its outputs are read by name the same way).
+
+    The forward runs under the run's mixed precision (:func:`promptlearn.distributed.autocast`; nothing
+    unless one was set up).  With several processes each scores every N-th batch and every process gets all
+    the results (:mod:`promptlearn.distributed`); a plain run scores every batch itself.
     """
     was_training = model.training
     model.eval()
-    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in outputs}
+    world, me = distributed.world_size(), distributed.rank()
+    show = {"desc": desc, "disable": not progress or not distributed.is_main(), "leave": False}
+    if world == 1:
+        # tqdm.auto's bar calls iter(batches) once more than the loop does: a dev batcher's draw_base_seed draws
+        # twice per pass, and every recorded training run depends on that -- keep the bar around the batcher
+        numbered: Iterable[tuple[int, dict[str, torch.Tensor]]] = enumerate(tqdm(batches, **show))
+    elif isinstance(batches, Batches):
+        numbered = tqdm(batches.shard(me, world), total=_length(batches, world, me), **show)
+    else:
+        numbered = tqdm(((i, b) for i, b in enumerate(batches) if i % world == me), total=_length(batches, world, me),
+                        **show)
+    done: list[tuple[int, dict[str, np.ndarray]]] = []
     try:
-        for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        for i, batch in numbered:
             batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-            out = (forward or model)(**batch)
+            with distributed.autocast():
+                out = (forward or model)(**batch)
+            row = {}
             for name in outputs:
                 value = getattr(out, name)
                 if value is None:
                     raise ValueError(f"the model's output has no {name!r} (a {type(model).__name__} with "
                                      f"verbalizer {getattr(getattr(model, 'verbalizer', None), 'type', None)!r})")
-                chunks[name].append(value.float().cpu())
+                row[name] = value.float().cpu().numpy()
+            done.append((i, row))
     finally:
         model.train(was_training)
+    if world > 1:
+        done = sorted(distributed.gather(done), key=lambda item: item[0])  # every process's batches, in order
     order = getattr(batches, "order_index", None)
     result = {}
-    for name, parts in chunks.items():
-        arr = torch.cat(parts).numpy() if parts else np.zeros((0, 0), dtype=np.float32)
+    for name in outputs:
+        parts = [row[name] for _, row in done]
+        arr = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
         if order is not None:
             back = np.empty_like(arr)
             back[np.asarray(order)] = arr
             arr = back
         result[name] = arr
     return result
+
+
+def _length(batches: Any, world: int, me: int) -> int | None:
+    try:
+        n = len(batches)
+    except TypeError:
+        return None
+    return len(range(me, n, world))
 
 
 def predict_scores(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | str,

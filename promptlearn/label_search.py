@@ -267,14 +267,16 @@ def run_search(cfg: Mapping[str, Any], output_dir: Path) -> dict[str, Any]:
 
 def main() -> None:
     """``python -m promptlearn.label_search`` (Hydra: the run's config plus ``search.*``)."""
+    from .distributed import single_process_entry
+
+    single_process_entry("promptlearn.label_search")
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
-    from .run import CONF_DIR, _plain, safe_dirname
+    from .run import CONF_DIR, _plain, register_resolvers
 
-    if not OmegaConf.has_resolver("pl_dirname"):
-        OmegaConf.register_new_resolver("pl_dirname", safe_dirname)
+    register_resolvers()
 
     @hydra.main(config_path=str(CONF_DIR), config_name="label_search", version_base="1.3")
     def _main(cfg: DictConfig) -> None:

@@ -180,6 +180,9 @@ def report(root: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .distributed import single_process_entry
+
+    single_process_entry("promptlearn.multitask_train")
     ap = argparse.ArgumentParser(prog="python -m promptlearn.multitask_train", description=__doc__.split("\n")[0])
     ap.add_argument("--tasks", help="comma-separated task names (conf/task/<name>.yaml)")
     ap.add_argument("--out", help="output folder for one seed")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from . import distributed
 from .errors import ConfigError
 from .inference import score_dataset
 from .metrics import compute_metrics
@@ -156,12 +157,14 @@ def score(model: torch.nn.Module, dataset: Any, split: str, device: torch.device
     path = None
     if output_dir is not None:
         d = Path(output_dir) / SCORES_DIR
-        d.mkdir(parents=True, exist_ok=True)
         path = d / f"{split}.npz"
-        tmp = d / f"{split}.tmp.npz"
-        np.savez(tmp, idx=idx, logits=logits, labels=labels if labels is not None else np.full(len(idx), -1),
-                 label_names=np.asarray(label_names))
-        os.replace(tmp, path)
+        if distributed.is_main():  # several processes hold the same scores: one writes them
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / f"{split}.tmp.npz"
+            np.savez(tmp, idx=idx, logits=logits, labels=labels if labels is not None else np.full(len(idx), -1),
+                     label_names=np.asarray(label_names))
+            os.replace(tmp, path)
+        distributed.barrier()  # a later stage (PET's merge) may read the file in any process
     return Scores(split=split, idx=idx, logits=logits, labels=labels, label_names=label_names, metrics=metrics,
                   n_truncated=n_truncated, path=path)
 

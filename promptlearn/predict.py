@@ -77,6 +77,9 @@ def read_jsonl(path: str) -> tuple[list[Any], list[int], dict[int, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .distributed import single_process_entry
+
+    single_process_entry("promptlearn.predict")
     ap = argparse.ArgumentParser(prog="python -m promptlearn.predict", description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", default=[], metavar="TASK=DIR",
                     help="a saved model (save_model=true / save_pretrained) serving task TASK; repeatable")

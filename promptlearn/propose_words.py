@@ -129,6 +129,9 @@ def _task_words(task: str) -> dict[str, list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .distributed import single_process_entry
+
+    single_process_entry("promptlearn.propose_words")
     ap = argparse.ArgumentParser(prog="python -m promptlearn.propose_words", description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="a local model directory or a Hub name")
     src = ap.add_mutually_exclusive_group(required=True)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import demonstrations, pipeline
+from . import demonstrations, distributed, pipeline
 from .backbone import ModelLoadError
 from .calibration import calibrate as calibrate_model, requested as requested_calibration
 from .errors import ConfigError, PromptlearnError
@@ -49,9 +49,9 @@ def set_seed(seed: int) -> None:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``device=auto|cpu|cuda|cuda:1``; under ``accelerate launch`` / ``torchrun`` the launcher's device for this
+    process (:func:`promptlearn.distributed.init`)."""
+    return distributed.init(name)
 
 
 def _plain(cfg: Any) -> Any:
@@ -89,7 +89,9 @@ def _checked(c: dict[str, Any]) -> tuple[Any, Any]:
     """Plugins, the whole config, the task, and the config against the task: (strategy, task)."""
     load_plugins(c.get("plugins"))
     strategy = check_config(c)  # every option, before anything is loaded
-    task = _task(c)
+    distributed.init(c.get("device"))  # under a launcher: the process group, before the data is read
+    with distributed.main_process_first():  # several processes: one fills the datasets cache
+        task = _task(c)
     check_against_task(c, task, strategy, c.get("template") or task.template)  # before the model is loaded
     return strategy, task
 
@@ -116,6 +118,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     t0 = time.perf_counter()
     c = _plain(cfg)
     strategy, task = _checked(c)  # plugins, every option, the task's data, the options against the task
+    main = distributed.is_main()  # with several processes, the one that writes files and prints
     seed = int(c.get("seed", 42))
     set_seed(seed)  # before the model is built (its random initialisation); reading the task draws nothing
     if c.get("threads"):
@@ -229,11 +232,12 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
         "timings": {"build_s": round(t_build, 3), "train_s": round(t_train, 3), "eval_s": round(t_eval, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
         "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "transformers": __import__("transformers").__version__, "device": str(device)},
+                        "transformers": __import__("transformers").__version__, "device": str(device),
+                        "processes": distributed.world_size()},
         "config": c,
     }
     save_error = None
-    if out is not None and c.get("save_model"):
+    if out is not None and c.get("save_model") and main:
         try:
             saved = model.save_pretrained(str(out / "model"), **({"materialize": True} if c.get("materialize_prompt")
                                                                    else {}))
@@ -242,7 +246,7 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
             print(f"saved model to {saved} ({results['saved_model']['bytes'] / 1e6:.3f} MB)")
         except PromptlearnError as exc:  # the results are still written; the error follows
             save_error = exc
-    if out is not None:
+    if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
         pipeline.write_json_atomic(out / "results.json", results)
         tmp = out / "predictions.jsonl.tmp"
@@ -251,11 +255,15 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
                                            scored.logits.tolist()):
                 f.write(json.dumps({"idx": idx, "label": label, "pred": pred, "scores": s}) + "\n")
         os.replace(tmp, out / "predictions.jsonl")
-        checkpoint = out / "checkpoint.pt"
-        if checkpoint.exists() and not c.get("keep_checkpoint"):
-            checkpoint.unlink()  # the results are safe now
+    distributed.barrier()  # the results are written (a method reading them goes on in every process)
+    if out is not None and not c.get("keep_checkpoint"):
+        from .trainer import CHECKPOINT, remove_checkpoints
+
+        remove_checkpoints(out / CHECKPOINT)  # the results are safe now
     if save_error is not None:
         raise save_error
+    if not main:
+        return results
     cal = f" calibrated={calibration['mode']}" if calibration else ""
     print(f"\n{task.name} [{results['strategy']}{cal}] {split_name} n={metrics['n']}: "
           f"accuracy={metrics['accuracy'] * 100:.2f}  f1_macro={metrics['f1_macro'] * 100:.2f}  "
@@ -284,7 +292,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 # options that never change a run's numbers: a finished job is the same job whatever they were
-_VOLATILE = {"progress", "device", "threads", "resume", "keep_checkpoint", "rerun", "debug"}
+_VOLATILE = {"progress", "device", "threads", "resume", "keep_checkpoint", "rerun", "debug", "tensorboard"}
 
 
 def finished(output_dir: Path, c: dict[str, Any]) -> dict[str, Any] | None:
@@ -298,6 +306,25 @@ def finished(output_dir: Path, c: dict[str, Any]) -> dict[str, Any] | None:
         return None
     strip = lambda d: {k: v for k, v in (d or {}).items() if k not in _VOLATILE}  # noqa: E731
     return old if strip(old.get("config")) == strip(json.loads(json.dumps(c, default=str))) else None
+
+
+_START = time.time()  # a plain run's start; under a launcher, the main process's (register_resolvers)
+
+
+def register_resolvers() -> None:
+    """The config's own interpolations: ``${pl_dirname:...}`` (a run directory from overrides) and
+    ``${pl_now:FORMAT}`` (the run's start time: under ``accelerate launch`` / ``torchrun`` the main process's,
+    sent to the others, so every process of a multirun writes into the same timestamped sweep folder)."""
+    from omegaconf import OmegaConf
+
+    global _START
+    if distributed.launched_processes() > 1:
+        distributed.init("auto")
+        _START = distributed.broadcast(_START)
+    if not OmegaConf.has_resolver("pl_dirname"):
+        OmegaConf.register_new_resolver("pl_dirname", safe_dirname)
+    if not OmegaConf.has_resolver("pl_now"):
+        OmegaConf.register_new_resolver("pl_now", lambda fmt: time.strftime(fmt, time.localtime(_START)))
 
 
 def run_method(cfg: Any, output_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -319,10 +346,9 @@ def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
-    if not OmegaConf.has_resolver("pl_dirname"):
-        OmegaConf.register_new_resolver("pl_dirname", safe_dirname)
+    register_resolvers()
     signal.signal(signal.SIGTERM, _on_sigterm)
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -330,17 +356,22 @@ def main() -> None:
         hc = HydraConfig.get()
         out = Path(hc.runtime.output_dir)
         c = _plain(cfg)
+        if not distributed.is_main():  # several processes: the main one logs and prints
+            logging.getLogger("promptlearn").setLevel(logging.WARNING)
         if hc.mode == RunMode.MULTIRUN and not c.get("rerun"):
-            done = finished(out, c)
+            done = distributed.broadcast(finished(out, c))  # every process skips the same jobs
             if done is not None:
-                print(f"skipping job {hc.job.num}: finished earlier ({out / 'results.json'}); rerun=true runs it again")
+                if distributed.is_main():
+                    print(f"skipping job {hc.job.num}: finished earlier ({out / 'results.json'}); "
+                          "rerun=true runs it again")
                 return done["metrics"]["main"]
         try:
             res = run_method(cfg, output_dir=out)  # method=single (run_experiment) | pet | ipet
         except PromptlearnError as exc:
             if c.get("debug") or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"error: {exc}", file=sys.stderr)
+            if distributed.is_main():
+                print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt as exc:
             what = "SIGTERM" if isinstance(exc, Terminated) else "interrupted"

@@ -222,11 +222,16 @@ def run_search(cfg: Mapping[str, Any], output_dir: Path) -> dict[str, Any]:
 
 def main() -> None:
     """``python -m promptlearn.search`` (Hydra: the run's config plus ``search.*``)."""
+    from .distributed import single_process_entry
+
+    single_process_entry("promptlearn.search")
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from .run import CONF_DIR, _plain
+    from .run import CONF_DIR, _plain, register_resolvers
+
+    register_resolvers()
 
     @hydra.main(config_path=str(CONF_DIR), config_name="search", version_base="1.3")
     def _main(cfg: DictConfig) -> None:

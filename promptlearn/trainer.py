@@ -7,11 +7,16 @@ best state by dev metric is kept and restored at the end (the caller then scores
 checkpoint is written at every evaluation and when the run is interrupted (Ctrl-C) or crashes;
 ``resume=true`` continues from it with the same data order and RNG state.  A NaN/inf loss stops
 the run with a message.
+
+Processes and precision come from ``accelerate`` (:mod:`promptlearn.distributed`): under ``accelerate launch``
+each process trains on its slice of every global batch of ``strategy.batch_size`` rows through the DDP wrapper,
+and ``mixed_precision`` (auto: bf16 on CUDA, off on CPU) runs the loss under autocast.  The main process writes
+the CSV log, the checkpoint and -- when ``tensorboard`` is on and the package is installed -- TensorBoard events
+(``<run dir>/tensorboard``: the loss and learning rates of every step, the dev metric of every evaluation).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import math
@@ -24,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .errors import ConfigError, PromptlearnError
 from .data import Batches, encode_dataset
 from .inference import predict_scores
@@ -96,19 +102,36 @@ def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.named_parameters() if v.requires_grad}
 
 
-def _autocast(device: torch.device, amp: Any) -> tuple[contextlib.AbstractContextManager, Any]:
-    """bf16/fp16 autocast on CUDA when ``amp`` is auto/true; never on CPU."""
-    if device.type != "cuda" or amp in (False, "false", "no", None):
-        return contextlib.nullcontext(), None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return torch.autocast("cuda", dtype=dtype), scaler
-
-
 def _boundary(batches: Batches, device: torch.device) -> dict[str, Any]:
     """Data position and RNG state between two optimizer steps: where a resumed run restarts."""
     return {"batches": batches.state(), "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None}
+
+
+def _rank_file(path: Path, rank: int) -> Path:
+    """Where process ``rank`` > 0 of a multi-process run keeps its own RNG state next to the checkpoint."""
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def tensorboard_available() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _tensorboard_dir(out: Path | None, cfg: Mapping[str, Any]) -> Path | None:
+    """The run directory when TensorBoard events should be written (``tensorboard=auto``: if installed)."""
+    want = cfg.get("tensorboard", "auto")
+    if out is None or want in (False, "false", None):
+        return None
+    if not tensorboard_available():
+        if want in (True, "true"):
+            raise ConfigError("tensorboard=true but the tensorboard package is not installed; fix: pip install "
+                              "tensorboard (or pip install -e \".[tensorboard]\"), or tensorboard=false")
+        return None
+    return out
 
 
 def _save_checkpoint(path: Path | None, **state: Any) -> None:
@@ -147,6 +170,10 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     seed = int(cfg.get("seed", 42))
     out = Path(output_dir) if output_dir is not None else None
     ckpt_path = out / CHECKPOINT if out is not None else None
+    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    if world > 1 and strategy.mlm_weight > 0:
+        raise ConfigError(f"strategy.mlm_weight={strategy.mlm_weight} with {world} processes: the auxiliary MLM loss "
+                          "runs the LM outside the DDP wrapper; fix: one process, or strategy.mlm_weight=0")
 
     # --- what trains, and how fast (the strategy decides)
     groups = strategy.configure(model)
@@ -166,16 +193,19 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     msg = (f"strategy {strategy.name}: training {trainable:,} of {total:,} parameters "
            f"({100 * trainable / max(total, 1):.3f}%) -- LM {'trainable' if groups['lm'] else 'frozen'}; {sizes}")
     log.info(msg)
-    print(msg)
+    if main:
+        print(msg)
 
     # --- data: endless seeded training batches, length-sorted dev batches.  A model that encodes its own rows
     # (promptlearn.multitask.MultiTaskModel: each row with its task's template) provides encode_split(rows).
+    # With several processes every one draws the same global batch and trains on its slice of it.
     own_encoding = getattr(model, "encode_split", None)
     if own_encoding is not None and augment is not None:
         raise ConfigError(f"{type(model).__name__} encodes its own rows, so augment= (demonstrations) cannot rewrite "
                           "them; fix: train without demonstrations")
     template = getattr(model, "template", None)
     pad_id = (model.tokenizer if own_encoding is not None else template.tokenizer).pad_token_id
+    shard = (rank, world) if world > 1 else None
 
     def encode(data: Any, desc: str) -> Any:
         return own_encoding(data) if own_encoding is not None else encode_dataset(data, template, desc=desc)
@@ -183,7 +213,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     if augment is None:
         train_enc = encode(few.train, "tokenising train")
         dev_enc = encode(few.dev, "tokenising dev")
-        batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed)
+        batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed, shard=shard)
         dev_batches: Any = Batches(dev_enc, int(cfg.get("eval_batch_size", 32)), pad_id, order="length",
                                    draw_base_seed=True)
     else:
@@ -191,24 +221,31 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
             return encode_dataset(augment.train_set(few.train, epoch), template, desc=f"tokenising train {epoch}")
 
         train_enc = epoch_data(0)
-        batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed, epoch_data=epoch_data)
+        batches = Batches(train_enc, int(s["batch_size"]), pad_id, order="shuffle", seed=seed, epoch_data=epoch_data,
+                          shard=shard)
         dev_encs = [encode_dataset(d, template, desc="tokenising dev") for d in augment.dev_eval_sets(few.dev)]
         dev_batches = [Batches(e, int(cfg.get("eval_batch_size", 32)), pad_id, order="length", draw_base_seed=i == 0)
                        for i, e in enumerate(dev_encs)]
         dev_enc = dev_encs[0]
     dev_labels = dev_enc["label"][:]
 
-    # --- optimisation
+    # --- optimisation (accelerate: the DDP wrapper with several processes, mixed precision, fp16 loss scaling)
     accum, max_steps, eval_every = int(s["grad_accum"]), int(s["max_steps"]), int(s["eval_every"])
     warmup = int(s.get("warmup_steps") or 0) or int(float(s["warmup_ratio"]) * max_steps)
     clip = float(s["max_grad_norm"])
+    tb_dir = _tensorboard_dir(out, cfg)
+    acc = distributed.accelerator(device, cfg.get("mixed_precision", "auto"), log_dir=tb_dir)
     opt = build_optimizer(model, groups, lrs, float(s["weight_decay"]))
-    sched = _linear_schedule(opt, warmup, max_steps)
-    amp_ctx, scaler = _autocast(device, s["amp"])
+    sched = _linear_schedule(opt, warmup, max_steps)  # steps once per optimizer step, whatever the processes
+    run = distributed.Training(acc, model, opt)
+    opt = run.optimizer
     params = [p for g in opt.param_groups for p in g["params"]]
+    if tb_dir is not None:
+        acc.init_trackers("tensorboard")  # <run dir>/tensorboard/events.out.tfevents.*
 
     # --- state (fresh, or from the checkpoint)
-    torch.manual_seed(seed)  # dropout noise depends on the seed only, not on what ran before
+    # dropout noise depends on the seed only, not on what ran before; every process draws its own masks
+    torch.manual_seed(seed + 1_000_003 * rank)
     step, best, best_step, best_state, history, running = 0, -math.inf, 0, None, [], None
     if cfg.get("resume") and ckpt_path is not None and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -216,64 +253,80 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         batches.load(ck["batches"])
-        torch.set_rng_state(ck["rng"])
-        if ck.get("cuda_rng") is not None and device.type == "cuda":
-            torch.cuda.set_rng_state_all(ck["cuda_rng"])
-        if ck.get("scaler") is not None and scaler is not None:
-            scaler.load_state_dict(ck["scaler"])
+        own = ck
+        if rank > 0:  # this process's RNG state, written next to the checkpoint
+            own_path = _rank_file(ckpt_path, rank)
+            own = torch.load(own_path, map_location="cpu", weights_only=False) if own_path.exists() else {}
+            if own.get("step") != ck["step"]:
+                raise ConfigError(f"resume=true: {own_path} does not belong to the checkpoint at step {ck['step']} "
+                                  f"(was the run started with another number of processes?); fix: resume with the "
+                                  f"same launcher settings, or rerun without resume=true")
+        torch.set_rng_state(own["rng"])
+        if own.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all(own["cuda_rng"])
+        if ck.get("scaler") is not None and run.scaler is not None:
+            run.scaler.load_state_dict(ck["scaler"])
         step, best, best_step, best_state, history, running = (ck["step"], ck["best"], ck["best_step"],
                                                                ck["best_state"], ck["history"], ck.get("running"))
-        print(f"resumed from {ckpt_path} at step {step}")
-    elif cfg.get("resume"):
+        if main:
+            print(f"resumed from {ckpt_path} at step {step}")
+    elif cfg.get("resume") and main:
         print(f"resume=true but no checkpoint at {ckpt_path}; starting from scratch")
     elapsed_before = history[-1]["elapsed_s"] if history else 0.0  # a resumed run's clock continues
     resume_point = _boundary(batches, device)  # where a resumed run restarts: after the last completed step
 
     def checkpoint() -> None:
+        if ckpt_path is None:
+            return
+        if not main:  # the other processes keep only their own RNG state
+            _save_checkpoint(_rank_file(ckpt_path, rank), step=step, rng=resume_point["rng"],
+                             cuda_rng=resume_point["cuda_rng"])
+            return
         _save_checkpoint(ckpt_path, trainable=_trainable_state(model), optimizer=opt.state_dict(),
                          scheduler=sched.state_dict(), **resume_point,
-                         scaler=scaler.state_dict() if scaler is not None else None, step=step, best=best,
-                         best_step=best_step, best_state=best_state, running=running, history=history)
+                         scaler=run.scaler.state_dict() if run.scaler is not None else None, step=step, best=best,
+                         best_step=best_step, best_state=best_state, running=running, history=history,
+                         processes=world)
 
     train_batches = iter(batches)
     t0 = time.perf_counter()
     strategy.train_mode(model, groups)
-    bar = tqdm(total=max_steps, initial=step, desc=f"train {strategy.name}", disable=not cfg.get("progress", True))
+    bar = tqdm(total=max_steps, initial=step, desc=f"train {strategy.name}",
+               disable=not cfg.get("progress", True) or not main)
     # a run interrupted during an evaluation redoes that evaluation before training on
     pending_eval = bool(step) and (step % eval_every == 0 or step == max_steps) and \
         not any(r["step"] == step for r in history)
     try:
         while step < max_steps or pending_eval:
             if not pending_eval:
-                # --- one optimizer step
+                # --- one optimizer step (accum micro-batches; the gradient exchange only after the last)
                 opt.zero_grad(set_to_none=True)
                 loss_sum = 0.0
-                for _ in range(accum):
+                for micro in range(accum):
                     batch = {k: v.to(device) for k, v in next(train_batches).items()}
-                    with amp_ctx:
-                        loss = strategy.training_loss(model, batch) / accum
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLossError(
-                            f"loss is {loss.item()} at step {step + 1} (strategy {strategy.name}, learning rates "
-                            f"{ {g: lr for g, lr in lrs.items() if groups[g]} }); the run is stopped instead of training on garbage. "
-                            f"Lower the learning rate (strategy.lr / strategy.prompt_lr).")
-                    (scaler.scale(loss) if scaler else loss).backward()
+                    with run.no_sync(last=micro == accum - 1):
+                        with run.autocast():
+                            loss = strategy.training_loss(run.forward, batch) / accum
+                        if not run.all_finite(loss):
+                            raise NonFiniteLossError(
+                                f"loss is {_shown_loss(loss)} at step {step + 1} (strategy {strategy.name}, learning rates "
+                                f"{ {g: lr for g, lr in lrs.items() if groups[g]} }); the run is stopped instead of training on garbage. "
+                                f"Lower the learning rate (strategy.lr / strategy.prompt_lr).")
+                        run.backward(loss)
                     loss_sum += loss.item()
-                if scaler:
-                    scaler.unscale_(opt)
                 if clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, clip)
-                if scaler:
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    opt.step()
+                    run.clip_grad_norm_(params, clip)
+                opt.step()
                 sched.step()
                 step += 1
+                loss_sum = _mean_over_processes(loss_sum, world)
                 running = loss_sum if running is None else 0.9 * running + 0.1 * loss_sum
                 resume_point = _boundary(batches, device)  # an interrupt from here on resumes after this step
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.4f}")
+                if tb_dir is not None:
+                    acc.log({"train/loss": loss_sum, **{f"train/lr_{g['name']}": g["lr"] for g in _lr_groups(opt)}},
+                            step=step)
                 pending_eval = step % eval_every == 0 or step == max_steps
             if pending_eval:
                 # --- dev evaluation, best state, log, checkpoint
@@ -285,30 +338,68 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
                     best, best_step, best_state = dev, step, _trainable_state(model)
                 log.info("step %d loss %s dev %s %.4f (best %.4f @ %d)", step, history[-1]["loss"], main_metric, dev,
                          best, best_step)
-                if out is not None:
+                if out is not None and main:
                     _write_csv(out / "train_log.csv", history)
+                if tb_dir is not None:
+                    acc.log({f"dev/{main_metric}": dev, f"dev/best_{main_metric}": best}, step=step)
                 checkpoint()
                 strategy.train_mode(model, groups)
                 pending_eval = False
     except (KeyboardInterrupt, Exception) as exc:
         bar.close()
+        if tb_dir is not None:
+            run.end_logging()
+        run.finish()
         if not isinstance(exc, NonFiniteLossError):
             checkpoint()
-            if ckpt_path is not None:
+            if ckpt_path is not None and main:
                 print(f"\ninterrupted at step {step}; checkpoint saved to {ckpt_path} -- rerun with resume=true")
         raise
     bar.close()
+    if tb_dir is not None:
+        run.end_logging()
+    run.finish()
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     model.eval()
-    if remove_checkpoint and ckpt_path is not None and ckpt_path.exists() and not cfg.get("keep_checkpoint", False):
-        ckpt_path.unlink()
+    if remove_checkpoint and ckpt_path is not None and not cfg.get("keep_checkpoint", False):
+        remove_checkpoints(ckpt_path)
     return {"steps": step, "best_step": best_step, "best_dev": best, "dev_metric": main_metric,
             "trainable_params": trainable, "total_params": total,
             "group_params": {g: sum(p.numel() for p in ps) for g, ps in groups.items()},
             "learning_rates": {g: lr for g, lr in lrs.items() if groups[g]},
-            "train_examples": len(few.train), "dev_examples": len(few.dev),
+            "train_examples": len(few.train), "dev_examples": len(few.dev), "processes": world,
+            "mixed_precision": acc.mixed_precision, "tensorboard": str(tb_dir / "tensorboard") if tb_dir else None,
             "train_s": round(time.perf_counter() - t0, 2), "log": history}
+
+
+def remove_checkpoints(path: Path) -> None:
+    """Remove a run's checkpoint (and, with several processes, each process's RNG file next to it)."""
+    path = Path(path)
+    rank = distributed.rank()
+    own = path if rank == 0 else _rank_file(path, rank)
+    if own.exists():
+        own.unlink()
+
+
+def _shown_loss(loss: torch.Tensor) -> str:
+    value = loss.item()
+    return "not finite in another process" if math.isfinite(value) else str(value)
+
+
+def _mean_over_processes(value: float, world: int) -> float:
+    """The step's loss averaged over the processes (each saw its slice of the global batch)."""
+    if world <= 1:
+        return value
+    return sum(distributed.gather([value])) / world
+
+
+def _lr_groups(opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """One optimizer group per parameter group name (decay / no-decay halves share a learning rate)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for g in opt.param_groups:
+        seen.setdefault(g.get("name", "params"), g)
+    return list(seen.values())
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

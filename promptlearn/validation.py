@@ -83,6 +83,8 @@ TOP_LEVEL: tuple[Opt, ...] = (
     Opt("calibrate_size", int, "calibrate_size=200", min=1),
     Opt("threads", int, "threads=2", min=1, nullable=True),
     Opt("device", str, "device=auto (or cpu, cuda, cuda:1)"),
+    Opt("mixed_precision", str, "mixed_precision=auto (or no, bf16, fp16)", choices=("auto", "no", "bf16", "fp16")),
+    Opt("tensorboard", str, "tensorboard=auto (or true, false)", choices=("auto", True, False, "true", "false")),
     Opt("eval_split", str, "eval_split=test"),
     Opt("score_splits", list, "score_splits=[unlabeled,few_dev]"),
     Opt("plugins", list, "plugins=[my_module]", nullable=True),
@@ -108,7 +110,6 @@ STRATEGY: tuple[Opt, ...] = (
     Opt("max_grad_norm", float, "strategy.max_grad_norm=1.0 (0 turns clipping off)", min=0),
     Opt("gradient_checkpointing", bool, "strategy.gradient_checkpointing=true"),
     Opt("lm_eval_mode", bool, "strategy.lm_eval_mode=true"),
-    Opt("amp", str, "strategy.amp=auto", choices=("auto", True, False, "true", "false", "no"), nullable=True),
     Opt("trains", list, "strategy.trains=[prompt,verbalizer]", nullable=True),
     Opt("soft_prefix", int, "strategy.soft_prefix=4", min=0),
     Opt("prompt_encoder", dict, "strategy.prompt_encoder.type=lstm", nullable=True),
@@ -172,6 +173,7 @@ def check_config(c: Mapping[str, Any]) -> Any:
             raise ConfigError(f"verbalizer {vtype!r} refines itself on support examples, which have no "
                               "demonstrations; fix: demonstrations=none, or another verbalizer")
     _check_device(str(c.get("device", "auto")))
+    _check_precision(str(c.get("device", "auto")), c.get("mixed_precision", "auto"))
     model = c.get("model") or {}
     if not model.get("name_or_path"):
         raise ConfigError("model.name_or_path is not set; fix: model.name_or_path=/path/to/model (a local directory) "
@@ -189,7 +191,31 @@ def check_config(c: Mapping[str, Any]) -> Any:
     if s.needs_training and s.k_shot < 1:
         raise ConfigError(f"strategy.k_shot={s.k_shot}: strategy {s.name!r} trains on K examples per class; "
                           "fix: strategy.k_shot=16")
+    _check_processes(c, s)
     return s
+
+
+def _check_processes(c: Mapping[str, Any], s: Any) -> None:
+    """What a run under ``accelerate launch`` / ``torchrun`` with N > 1 processes cannot do, before anything loads."""
+    from .distributed import launched_processes
+
+    n = launched_processes()
+    if n <= 1:
+        return
+    method = (c.get("method") or {}).get("name", "single") if isinstance(c.get("method"), Mapping) else "single"
+    if method != "single":
+        raise ConfigError(f"method={method} under a launcher with {n} processes: PET/iPET run their pattern models "
+                          "one after another in one process; fix: run it without the launcher (python -m "
+                          "promptlearn.run ...), or launch each pattern's run (pattern=<i>) on its own")
+    if not s.needs_training:
+        return
+    batch = int(s.cfg.get("batch_size", 8))
+    if batch % n:
+        raise ConfigError(f"strategy.batch_size={batch} with {n} processes: the batch size is the global batch, split "
+                          f"evenly over the processes; fix: strategy.batch_size={n * max(1, batch // n)}")
+    if s.mlm_weight > 0:
+        raise ConfigError(f"strategy.mlm_weight={s.mlm_weight} with {n} processes: the auxiliary MLM loss runs the "
+                          "LM outside the DDP wrapper; fix: run it in one process, or strategy.mlm_weight=0")
 
 
 def _check_device(device: str) -> None:
@@ -206,6 +232,17 @@ def _check_device(device: str) -> None:
         if index >= torch.cuda.device_count():
             raise ConfigError(f"device={device}: only {torch.cuda.device_count()} CUDA device(s) are visible; "
                               "fix: device=cuda:0")
+
+
+def _check_precision(device: str, mixed_precision: Any) -> None:
+    if mixed_precision != "fp16":
+        return
+    import torch
+
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if on_cpu:
+        raise ConfigError("mixed_precision=fp16 on CPU: fp16 training needs a GPU's loss scaling; fix: "
+                          "mixed_precision=bf16 (CPU autocast) or mixed_precision=no")
 
 
 def check_against_task(c: Mapping[str, Any], task: Any, strategy: Any, template_text: str) -> None:
