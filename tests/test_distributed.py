@@ -287,3 +287,23 @@ def test_fp16_on_cpu_is_refused_before_loading():
         _check_precision("cpu", "fp16")
     _check_precision("cpu", "bf16")
     _check_precision("cpu", "auto")
+
+
+def test_every_process_of_a_launched_multirun_uses_the_main_process_start_time(monkeypatch):
+    """${pl_now:...} in hydra.sweep.dir: the main process's start time, sent to the others, so the processes of a
+    launched multirun write into one timestamped folder, not one each."""
+    from omegaconf import OmegaConf
+
+    from promptlearn import distributed, run
+
+    sent = []
+    monkeypatch.setattr(run, "_START", 123456789.0)  # this process's own start
+    monkeypatch.setattr(distributed, "launched_processes", lambda: 2)
+    monkeypatch.setattr(distributed, "init", lambda device=None: None)
+    monkeypatch.setattr(distributed, "broadcast", lambda obj: sent.append(obj) or 0.0)  # the main process's: epoch 0
+    run.register_resolvers()
+    assert sent == [123456789.0]
+    import time
+
+    assert OmegaConf.create({"d": "multirun/${pl_now:%Y-%m-%d_%H-%M-%S}"}).d == \
+        "multirun/" + time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(0))
