@@ -17,10 +17,12 @@ starts N copies of the same run, one per device; they behave as one run:
 * only the main process writes files (results, predictions, scores, checkpoints, logs, TensorBoard, saved
   models); the others wait for it where a later stage reads what it wrote.
 
-Mixed precision (``mixed_precision=auto|no|bf16|fp16``): training losses and scoring run under
-``Accelerator.autocast``; fp16 scales the loss (``Accelerator.backward``, the prepared optimizer).  ``auto``
-takes ``accelerate launch --mixed_precision`` when the run was started that way, else bf16 on a CUDA device
-that supports it (fp16 on older GPUs) and full precision on CPU.
+Mixed precision (``mixed_precision=auto|no|bf16|fp16``) is a training setting: the training forward and loss run
+under ``Accelerator.autocast``, fp16 scales the loss (``Accelerator.backward``, the prepared optimizer).  Scoring
+-- dev selection, test, every split -- always runs in full precision, so the reported numbers of a bf16 run are
+computed exactly as those of an fp32 run.  ``auto``: bf16 on a CUDA device that supports it (fp16 on older GPUs),
+full precision on CPU; ``accelerate launch --mixed_precision bf16|fp16`` sets it for ``auto`` (the launcher's
+default ``no`` does not, so ``python`` and ``accelerate launch`` train alike).
 
 Only public ``accelerate`` / ``torch.distributed`` APIs are used.  The process topology is
 ``torch.distributed``'s (one process when no process group exists), so library code that is not run under a
@@ -37,9 +39,9 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["launched_processes", "single_process_entry", "init", "world_size", "rank", "is_main", "barrier", "gather", "broadcast",
-           "main_process_first", "resolve_mixed_precision", "accelerator", "autocast", "Training",
-           "MIXED_PRECISION"]
+__all__ = ["launched_processes", "single_process_entry", "init", "world_size", "rank", "is_main", "barrier", "gather",
+           "broadcast", "main_process_first", "resolve_mixed_precision", "check_process_precision", "accelerator",
+           "Training", "MIXED_PRECISION"]
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
@@ -184,9 +186,9 @@ def resolve_mixed_precision(value: Any, device: torch.device) -> str:
                           "fix: mixed_precision=auto")
     if value != "auto":
         return value
-    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
-    if launched:  # `accelerate launch --mixed_precision X` (it always sets it; "no" by default)
-        return launched.lower()
+    launched = str(os.environ.get("ACCELERATE_MIXED_PRECISION", "")).lower()
+    if launched in ("bf16", "fp16"):  # `accelerate launch --mixed_precision X` (its default "no" always set: ignored)
+        return launched
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
@@ -208,28 +210,24 @@ def accelerator(device: torch.device, mixed_precision: Any = "auto", log_dir: An
     if log_dir is not None:
         kwargs.update(log_with="tensorboard",
                       project_config=ProjectConfiguration(project_dir=str(log_dir), logging_dir=str(log_dir)))
-    try:
-        return Accelerator(**kwargs)
-    except ValueError as exc:
-        if "already been initialized" not in str(exc):
-            raise
-        from accelerate.state import AcceleratorState
-
-        have = AcceleratorState().mixed_precision
-        raise ConfigError(f"mixed_precision={mp} on {device}: this Python process already runs accelerate with "
-                          f"mixed_precision={have!r} on {AcceleratorState().device} (accelerate keeps one setting per "
-                          f"process); fix: mixed_precision={have}, or run it in a new process (the CLI does)") from None
+    check_process_precision(mp, device)
+    return Accelerator(**kwargs)
 
 
-def autocast() -> contextlib.AbstractContextManager:
-    """The mixed-precision context of this process's accelerate state (nothing when none was set up or it is off)."""
+def check_process_precision(mp: str, device: torch.device) -> None:
+    """accelerate keeps one precision (and CPU/GPU choice) per Python process; a run asking for another one is an
+    error with the fix -- raised before the model loads (:func:`promptlearn.validation.check_config`)."""
     from accelerate.state import AcceleratorState, is_initialized
 
-    if not is_initialized() or AcceleratorState().mixed_precision == "no":
-        return contextlib.nullcontext()
-    from accelerate.utils import get_mixed_precision_context_manager
-
-    return get_mixed_precision_context_manager(True)
+    if not is_initialized():
+        return
+    state = AcceleratorState()
+    have, cpu = state.mixed_precision, state.device.type == "cpu"
+    if have != mp or (device.type == "cpu") != cpu:
+        raise ConfigError(f"mixed_precision={mp} on {device.type}: this Python process already trained with "
+                          f"mixed_precision={have} on {state.device.type}, and accelerate keeps one setting per "
+                          f"process; fix: mixed_precision={have}, or start a new Python process for it (a sweep over "
+                          f"mixed_precision: one command per value, or hydra/launcher=joblib)")
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -239,12 +237,17 @@ class Training:
     ``forward`` is the model as the strategy's loss sees it: calls go through the DDP wrapper when there are
     several processes (their gradients are averaged), every attribute is the model's own.  ``backward``,
     ``clip_grad_norm_`` and ``step`` handle fp16 loss scaling; ``no_sync`` skips the gradient exchange on the
-    micro-batches of a gradient-accumulation step before the last; ``finish`` unwraps the model."""
+    micro-batches of a gradient-accumulation step before the last; ``finish`` lets go of the DDP wrapper."""
 
     def __init__(self, acc: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
         self.acc = acc
         self.model = model
-        self.wrapped = acc.prepare_model(model, device_placement=False) if acc.num_processes > 1 else model
+        self.wrapped = model
+        if acc.num_processes > 1:
+            self.wrapped = acc.prepare_model(model, device_placement=False)  # DistributedDataParallel
+            # prepare_model also puts the model's own forward under autocast; take that back: the trainer's loss
+            # runs under self.autocast(), and scoring (which calls the model directly) stays in full precision
+            acc.unwrap_model(self.wrapped, keep_fp32_wrapper=False)
         self.optimizer = acc.prepare_optimizer(optimizer, device_placement=False)
         self.forward = _Forward(model, self.wrapped)
 
@@ -278,9 +281,9 @@ class Training:
             tracker.finish()
 
     def finish(self) -> None:
-        """Undo what preparing the model did to it (the DDP wrapper, accelerate's autocast forward)."""
-        if self.wrapped is not self.model:
-            self.acc.unwrap_model(self.wrapped, keep_fp32_wrapper=False)
+        """Nothing of the run stays on the model: the DDP wrapper is dropped with this object."""
+        self.wrapped = self.model
+        self.forward = _Forward(self.model, self.model)
 
 
 class _Forward:

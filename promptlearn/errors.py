@@ -6,7 +6,7 @@ with exit code 2 and no traceback (``debug=true`` or ``HYDRA_FULL_ERROR=1`` show
 
 from __future__ import annotations
 
-__all__ = ["PromptlearnError", "ConfigError"]
+__all__ = ["PromptlearnError", "ConfigError", "ReportedByMainProcess"]
 
 
 class PromptlearnError(Exception):
@@ -15,3 +15,8 @@ class PromptlearnError(Exception):
 
 class ConfigError(PromptlearnError, ValueError):
     """An option with a wrong type, range or choice, or one the task / machine cannot satisfy."""
+
+
+class ReportedByMainProcess(PromptlearnError):
+    """Under a launcher: a process other than the main one stopped on an error that every process meets the same
+    way (a wrong option, missing data); the main process prints it, the others exit quietly with the same code."""

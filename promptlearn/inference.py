@@ -30,9 +30,9 @@ def infer(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], de
     dataset order.  The model's train/eval mode is restored afterwards.  ``forward(**batch)`` replaces
     ``model(**batch)`` for another view of the same model (its outputs are read by name the same way).
 
-    The forward runs under the run's mixed precision (:func:`promptlearn.distributed.autocast`; nothing
-    unless one was set up).  With several processes each scores every N-th batch and every process gets all
-    the results (:mod:`promptlearn.distributed`); a plain run scores every batch itself.
+    Scoring runs in full precision (mixed precision is a training setting).  With several processes each scores
+    every N-th batch and every process gets all the results (:mod:`promptlearn.distributed`); a plain run scores
+    every batch itself.
     """
     was_training = model.training
     model.eval()
@@ -51,8 +51,7 @@ def infer(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], de
     try:
         for i, batch in numbered:
             batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-            with distributed.autocast():
-                out = (forward or model)(**batch)
+            out = (forward or model)(**batch)
             row = {}
             for name in outputs:
                 value = getattr(out, name)

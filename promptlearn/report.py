@@ -526,6 +526,9 @@ def write_plots(results: list[dict[str, Any]], rows: list[dict[str, Any]], out: 
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .distributed import single_process_entry
+
+    single_process_entry("promptlearn.report")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", help="sweep / run directories to search for results.json")
     ap.add_argument("--out", default=None, help="write OUT.md, OUT.tex, OUT.json and OUT_*.png "

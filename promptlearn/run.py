@@ -30,7 +30,7 @@ import torch
 from . import demonstrations, distributed, pipeline
 from .backbone import ModelLoadError
 from .calibration import calibrate as calibrate_model, requested as requested_calibration
-from .errors import ConfigError, PromptlearnError
+from .errors import ConfigError, PromptlearnError, ReportedByMainProcess
 from .metrics import ids_checksum
 from .patterns import apply_pattern
 from .task import load_task
@@ -87,12 +87,18 @@ def _task(c: dict[str, Any]) -> Any:
 
 def _checked(c: dict[str, Any]) -> tuple[Any, Any]:
     """Plugins, the whole config, the task, and the config against the task: (strategy, task)."""
-    load_plugins(c.get("plugins"))
-    strategy = check_config(c)  # every option, before anything is loaded
-    distributed.init(c.get("device"))  # under a launcher: the process group, before the data is read
-    with distributed.main_process_first():  # several processes: one fills the datasets cache
-        task = _task(c)
-    check_against_task(c, task, strategy, c.get("template") or task.template)  # before the model is loaded
+    try:
+        load_plugins(c.get("plugins"))
+        strategy = check_config(c)  # every option, before anything is loaded
+        distributed.init(c.get("device"))  # under a launcher: the process group, before the data is read
+        with distributed.main_process_first():  # several processes: one fills the datasets cache
+            task = _task(c)
+        check_against_task(c, task, strategy, c.get("template") or task.template)  # before the model is loaded
+    except Exception as exc:
+        if distributed.is_main():
+            raise
+        # every process checks the same config against the same data: the main process reports it once
+        raise ReportedByMainProcess(str(exc)) from exc
     return strategy, task
 
 
@@ -319,7 +325,15 @@ def register_resolvers() -> None:
 
     global _START
     if distributed.launched_processes() > 1:
-        distributed.init("auto")
+        # the process group comes up before Hydra reads the config: a device= override is read from the command
+        # line here (device=cpu under torchrun on a GPU machine: gloo, not NCCL)
+        device = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("device=")), "auto")
+        try:
+            distributed.init(device)
+        except PromptlearnError as exc:
+            if distributed.is_main():
+                print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         _START = distributed.broadcast(_START)
     if not OmegaConf.has_resolver("pl_dirname"):
         OmegaConf.register_new_resolver("pl_dirname", safe_dirname)
@@ -372,11 +386,15 @@ def main() -> None:
                 raise
             if distributed.is_main():
                 print(f"error: {exc}", file=sys.stderr)
+            elif not isinstance(exc, ReportedByMainProcess):  # an error of this process alone
+                print(f"error (process {distributed.rank()} of {distributed.launched_processes()}): {exc}",
+                      file=sys.stderr)
             raise SystemExit(2) from None
         except KeyboardInterrupt as exc:
             what = "SIGTERM" if isinstance(exc, Terminated) else "interrupted"
-            print(f"{what}: stopped; rerun the same command with resume=true to continue a training run",
-                  file=sys.stderr)
+            if distributed.is_main():
+                print(f"{what}: stopped; rerun the same command with resume=true to continue a training run",
+                      file=sys.stderr)
             raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
         return res["metrics"]["main"]
 

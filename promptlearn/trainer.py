@@ -10,7 +10,7 @@ the run with a message.
 
 Processes and precision come from ``accelerate`` (:mod:`promptlearn.distributed`): under ``accelerate launch``
 each process trains on its slice of every global batch of ``strategy.batch_size`` rows through the DDP wrapper,
-and ``mixed_precision`` (auto: bf16 on CUDA, off on CPU) runs the loss under autocast.  The main process writes
+and ``mixed_precision`` (auto: bf16 on CUDA, off on CPU) runs the loss under autocast (scoring stays fp32).  The main process writes
 the CSV log, the checkpoint and -- when ``tensorboard`` is on and the package is installed -- TensorBoard events
 (``<run dir>/tensorboard``: the loss and learning rates of every step, the dev metric of every evaluation).
 """
@@ -253,6 +253,10 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         batches.load(ck["batches"])
+        if ck.get("processes", 1) != world:
+            raise ConfigError(f"resume=true: {ckpt_path} was written by a run with {ck.get('processes', 1)} process(es), "
+                              f"this one has {world}; fix: resume with the same number of processes, or rerun "
+                              "without resume=true")
         own = ck
         if rank > 0:  # this process's RNG state, written next to the checkpoint
             own_path = _rank_file(ckpt_path, rank)
@@ -289,6 +293,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
                          processes=world)
 
     train_batches = iter(batches)
+    rows = 0  # training rows this process ran forward/backward in this session
     t0 = time.perf_counter()
     strategy.train_mode(model, groups)
     bar = tqdm(total=max_steps, initial=step, desc=f"train {strategy.name}",
@@ -319,9 +324,10 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
                 opt.step()
                 sched.step()
                 step += 1
+                resume_point = _boundary(batches, device)  # an interrupt from here on resumes after this step
+                rows += accum * batches.batch_size // batches.world
                 loss_sum = _mean_over_processes(loss_sum, world)
                 running = loss_sum if running is None else 0.9 * running + 0.1 * loss_sum
-                resume_point = _boundary(batches, device)  # an interrupt from here on resumes after this step
                 bar.update(1)
                 bar.set_postfix(loss=f"{running:.4f}")
                 if tb_dir is not None:
@@ -369,6 +375,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
             "group_params": {g: sum(p.numel() for p in ps) for g, ps in groups.items()},
             "learning_rates": {g: lr for g, lr in lrs.items() if groups[g]},
             "train_examples": len(few.train), "dev_examples": len(few.dev), "processes": world,
+            "rows_per_process": distributed.gather([rows]),  # the split of the work: [rows] in a plain run
             "mixed_precision": acc.mixed_precision, "tensorboard": str(tb_dir / "tensorboard") if tb_dir else None,
             "train_s": round(time.perf_counter() - t0, 2), "log": history}
 

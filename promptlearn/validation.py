@@ -153,6 +153,10 @@ def check_config(c: Mapping[str, Any]) -> Any:
 
     check_method(c.get("method"))  # method=single|pet|ipet and its options
     strategy = c.get("strategy") or {}
+    if strategy.get("amp") is not None:
+        raise ConfigError(f"strategy.amp={_show(strategy['amp'])}: mixed precision is now the top-level option "
+                          "mixed_precision=auto|no|bf16|fp16 (through accelerate); fix: mixed_precision=bf16 (or drop "
+                          "strategy.amp: auto is the default)")
     for opt in STRATEGY:
         if opt.key in strategy:
             opt.check(strategy[opt.key], "strategy.")
@@ -173,7 +177,13 @@ def check_config(c: Mapping[str, Any]) -> Any:
             raise ConfigError(f"verbalizer {vtype!r} refines itself on support examples, which have no "
                               "demonstrations; fix: demonstrations=none, or another verbalizer")
     _check_device(str(c.get("device", "auto")))
-    _check_precision(str(c.get("device", "auto")), c.get("mixed_precision", "auto"))
+    precision = _check_precision(str(c.get("device", "auto")), c.get("mixed_precision", "auto"))
+    if c.get("tensorboard") in (True, "true"):
+        from .trainer import tensorboard_available
+
+        if not tensorboard_available():
+            raise ConfigError("tensorboard=true but the tensorboard package is not installed; fix: pip install "
+                              "tensorboard (or pip install -e \".[tensorboard]\"), or tensorboard=false")
     model = c.get("model") or {}
     if not model.get("name_or_path"):
         raise ConfigError("model.name_or_path is not set; fix: model.name_or_path=/path/to/model (a local directory) "
@@ -192,6 +202,8 @@ def check_config(c: Mapping[str, Any]) -> Any:
         raise ConfigError(f"strategy.k_shot={s.k_shot}: strategy {s.name!r} trains on K examples per class; "
                           "fix: strategy.k_shot=16")
     _check_processes(c, s)
+    if s.needs_training:
+        precision()
     return s
 
 
@@ -202,7 +214,8 @@ def _check_processes(c: Mapping[str, Any], s: Any) -> None:
     n = launched_processes()
     if n <= 1:
         return
-    method = (c.get("method") or {}).get("name", "single") if isinstance(c.get("method"), Mapping) else "single"
+    method = c.get("method") or "single"
+    method = method.get("name", "single") if isinstance(method, Mapping) else str(method)
     if method != "single":
         raise ConfigError(f"method={method} under a launcher with {n} processes: PET/iPET run their pattern models "
                           "one after another in one process; fix: run it without the launcher (python -m "
@@ -234,15 +247,23 @@ def _check_device(device: str) -> None:
                               "fix: device=cuda:0")
 
 
-def _check_precision(device: str, mixed_precision: Any) -> None:
-    if mixed_precision != "fp16":
-        return
+def _check_precision(device: str, mixed_precision: Any) -> Any:
+    """The precision the run will train in (``auto`` and the launcher resolved) against the device and against
+    what this Python process already set up (accelerate keeps one per process; returned as a check to run when the
+    strategy trains)."""
     import torch
 
-    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    if on_cpu:
-        raise ConfigError("mixed_precision=fp16 on CPU: fp16 training needs a GPU's loss scaling; fix: "
-                          "mixed_precision=bf16 (CPU autocast) or mixed_precision=no")
+    from .distributed import check_process_precision, resolve_mixed_precision
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
+    mp = resolve_mixed_precision(mixed_precision, dev)
+    if mp == "fp16" and dev.type == "cpu":
+        source = "the launcher" if mixed_precision == "auto" else "the config"
+        raise ConfigError(f"mixed_precision=fp16 on CPU (from {source}): fp16 training needs a GPU's loss scaling; "
+                          "fix: mixed_precision=bf16 (CPU autocast) or mixed_precision=no")
+    if mp == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("mixed_precision=bf16: this GPU has no bf16 support; fix: mixed_precision=fp16 (or auto)")
+    return lambda: check_process_precision(mp, dev)
 
 
 def check_against_task(c: Mapping[str, Any], task: Any, strategy: Any, template_text: str) -> None:
@@ -287,6 +308,7 @@ def check_against_task(c: Mapping[str, Any], task: Any, strategy: Any, template_
             raise ConfigError(f"calibrate={c['calibrate']}: strategy {strategy.name!r} builds a model without a "
                               "verbalizer, so there is no label-word prior to calibrate; fix: calibrate=false")
     k = strategy.k_shot
+    _check_split_batch(strategy, k * len(task.labels))
     if k > 0:
         pool = task.splits["train"]
         counts = _class_counts(pool)
@@ -295,6 +317,25 @@ def check_against_task(c: Mapping[str, Any], task: Any, strategy: Any, template_
             name, n = min(small.items(), key=lambda x: x[1])
             raise ConfigError(f"strategy.k_shot={k}: class {name!r} has only {n} examples in the pool of task "
                               f"{task.name!r}; fix: strategy.k_shot={max(1, n)}")
+
+
+def _check_split_batch(strategy: Any, train_rows: int) -> None:
+    """Under a launcher: the batch the trainer draws (the batch size, capped at the K x classes training rows) must
+    split evenly over the processes."""
+    from .distributed import launched_processes
+
+    n = launched_processes()
+    if n <= 1 or not strategy.needs_training or train_rows <= 0:
+        return
+    batch = min(int(strategy.cfg.get("batch_size", 8)), train_rows)
+    if batch % n == 0:
+        return
+    if train_rows < n:
+        raise ConfigError(f"strategy.k_shot={strategy.k_shot}: {train_rows} training rows cannot be split over {n} "
+                          f"processes; fix: launch at most {train_rows} processes, or a larger strategy.k_shot")
+    raise ConfigError(f"strategy.batch_size={strategy.cfg.get('batch_size')} with {n} processes: the global batch "
+                      f"({batch} rows: the batch size, at most the {train_rows} training rows) must split evenly over the "
+                      f"processes; fix: strategy.batch_size={n * (batch // n)}")
 
 
 def _class_counts(ds: Any) -> dict[str, int]:

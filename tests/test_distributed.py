@@ -101,6 +101,8 @@ def test_two_process_training_equals_one_process(no_dropout_bert, toy_data_root,
     _ok(proc)
     r1, r2 = (json.loads((d / "results.json").read_text()) for d in (one, two))
     assert r2["train"]["processes"] == 2 and r1["train"]["processes"] == 1
+    # the work was split: 4 steps x 2 micro-batches x 8 rows = 64 rows, 32 in each process
+    assert r1["train"]["rows_per_process"] == [64] and r2["train"]["rows_per_process"] == [32, 32]
     assert r1["checksums"] == r2["checksums"]  # the same few-shot split
     log1, log2 = r1["train"]["log"], r2["train"]["log"]
     assert [r["step"] for r in log1] == [r["step"] for r in log2] == [2, 4]
@@ -125,13 +127,17 @@ def test_two_process_training_equals_one_process(no_dropout_bert, toy_data_root,
     assert len(list((two / "tensorboard").rglob("events.out.tfevents.*"))) == 1
     line = "strategy fixed_prompt: training "
     assert proc.stdout.count(line) == single.stdout.count(line) > 0  # printed (and logged) by the main process only
-    # resume under the launcher: every process continues from its own state; nothing is left afterwards
+    # a checkpoint of 2 processes is not resumed by 1 (its data position and RNG states are per process)
     more = [a if a != "strategy.max_steps=4" else "strategy.max_steps=6" for a in train]
+    wrong = cli(*_common(no_dropout_bert, toy_data_root, two), *more, "resume=true", "keep_checkpoint=true")
+    assert wrong.returncode == 2 and "was written by a run with 2 process(es), this one has 1" in wrong.stderr
+    # resume under the launcher: every process continues from its own state; nothing is left afterwards
     again = launch("accelerate", *_common(no_dropout_bert, toy_data_root, two), *more, "resume=true")
     _ok(again)
     assert again.stdout.count(f"resumed from {two / 'checkpoint.pt'} at step 4") == 1
     r3 = json.loads((two / "results.json").read_text())
     assert [r["step"] for r in r3["train"]["log"]] == [2, 4, 6] and r3["train"]["log"][:2] == log2
+    assert r3["train"]["rows_per_process"] == [16, 16]  # this session: 2 steps
     assert not list(two.glob("checkpoint*"))
 
 
@@ -193,8 +199,8 @@ def test_tensorboard_off_and_required(tiny_model_dirs, toy_data_root, tmp_path, 
 
 
 def test_bf16_autocast_on_cpu_trains_and_scores_in_bf16(tiny_model_dirs, toy_data_root, tmp_path):
-    """mixed_precision=bf16 (a new process: accelerate keeps one precision per process) runs the loss and the
-    scoring under autocast: the scores move off the fp32 ones by bf16 rounding, not more."""
+    """mixed_precision=bf16 (a new process: accelerate keeps one precision per process) trains under autocast
+    (scoring stays fp32): the trained model's scores move off the fp32 run's by the bf16 training, not more."""
     common = [*_common(tiny_model_dirs["bert"], toy_data_root, tmp_path / "fp32"), "strategy=fixed_prompt",
               "strategy.k_shot=8", "strategy.max_steps=2", "strategy.eval_every=2", "tensorboard=false"]
     _ok(cli(*common))
@@ -266,11 +272,20 @@ def test_what_a_launch_refuses(monkeypatch, capsys):
     _check_processes({"method": {"name": "single"}}, get_strategy(train))  # fine: 8 = 4 x 2
     with pytest.raises(ConfigError, match="method=pet under a launcher with 4 processes"):
         _check_processes({"method": {"name": "pet"}}, get_strategy(train))
+    with pytest.raises(ConfigError, match="method=ipet under a launcher"):
+        _check_processes({"method": "ipet"}, get_strategy(train))  # a method given by name
     with pytest.raises(ConfigError, match="fix: strategy.batch_size=8"):
         _check_processes({}, get_strategy({**train, "batch_size": 10}))
     with pytest.raises(ConfigError, match="mlm_weight=0.5 with 4 processes"):
         _check_processes({}, get_strategy({**train, "mlm_weight": 0.5}))
     _check_processes({}, get_strategy({"name": "tuning_free"}))  # nothing trains: any batch size
+    from promptlearn.validation import _check_split_batch
+
+    _check_split_batch(get_strategy(train), 32)
+    with pytest.raises(ConfigError, match="the global batch \\(6 rows.*fix: strategy.batch_size=4"):
+        _check_split_batch(get_strategy(train), 6)  # batch 8 capped at 6 training rows
+    with pytest.raises(ConfigError, match="launch at most 2 processes"):
+        _check_split_batch(get_strategy(train), 2)
     with pytest.raises(SystemExit) as exit_:
         single_process_entry("promptlearn.predict")
     assert exit_.value.code == 2
@@ -307,3 +322,41 @@ def test_every_process_of_a_launched_multirun_uses_the_main_process_start_time(m
 
     assert OmegaConf.create({"d": "multirun/${pl_now:%Y-%m-%d_%H-%M-%S}"}).d == \
         "multirun/" + time.strftime("%Y-%m-%d_%H-%M-%S", time.localtime(0))
+
+
+def test_scoring_is_split_over_processes_and_gathered_in_order(bert_tokenizer, monkeypatch):
+    """infer as process 1 of 2 runs the model on batches 1, 3, ... only; the gathered batches come back in
+    dataset order (process 0's share stands in for what the gather would bring)."""
+    import datasets
+    import torch
+
+    from promptlearn import Batches, PromptModel, Template, Verbalizer, distributed, encode_dataset, infer
+
+    texts = [f"the movie was {'very ' * (i % 7)}fun" for i in range(10)]
+    ds = datasets.Dataset.from_dict({"text_a": texts, "label": [i % 2 for i in range(10)], "idx": list(range(10))})
+    template = Template("{text_a} It was {mask}.", bert_tokenizer)
+    model = PromptModel(tiny_mlm("bert", len(bert_tokenizer)), template,
+                        Verbalizer({"negative": ["bad"], "positive": ["great"]}, bert_tokenizer)).eval()
+    batches = Batches(encode_dataset(ds, template), 3, bert_tokenizer.pad_token_id, order="length")
+    whole = infer(model, batches, "cpu")["logits"]
+    seen = []
+    forward = model.forward
+
+    def counting(**batch):
+        seen.append(batch["input_ids"].shape[0])
+        return forward(**batch)
+
+    mine_only = {}
+
+    def fake_gather(items):  # process 0's batches (0 and 2), as the real gather would bring them
+        mine_only["items"] = [i for i, _ in items]
+        others = [(i, {"logits": whole[[batches.order_index[j] for j in range(3 * i, min(3 * i + 3, 10))]]})
+                  for i in (0, 2)]
+        return others + items
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    monkeypatch.setattr(distributed, "gather", fake_gather)
+    got = infer(model, batches, "cpu", forward=counting)["logits"]
+    assert mine_only["items"] == [1, 3] and seen == [3, 1]  # 4 batches of 3, 3, 3, 1 rows: this process ran 2
+    assert torch.equal(torch.from_numpy(got), torch.from_numpy(whole))
