@@ -165,12 +165,16 @@ def test_launch_refusals_before_anything_loads(tiny_model_dirs, toy_data_root, t
 
 
 # ----------------------------------------------------------------------------------- single process, no launch
-def test_tensorboard_logs_match_the_csv_log(tiny_model_dirs, toy_data_root, tmp_path):
+def test_tensorboard_logs_match_the_csv_log_and_bf16_trains_on_cpu(tiny_model_dirs, toy_data_root, tmp_path):
+    """The fp32 run's TensorBoard events equal its CSV log; the same run with mixed_precision=bf16 (a new process:
+    accelerate keeps one precision per process) trains under autocast (scoring stays fp32), so its scores move
+    off the fp32 run's by the bf16 training, not more."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    _ok(cli(*_common(tiny_model_dirs["bert"], toy_data_root, out), "strategy=fixed_prompt", "strategy.k_shot=8",
-            "strategy.max_steps=6", "strategy.eval_every=3", "strategy.lr=1e-3"))  # tensorboard=auto: installed
+    args = ["strategy=fixed_prompt", "strategy.k_shot=8", "strategy.max_steps=6", "strategy.eval_every=3",
+            "strategy.lr=1e-3"]
+    _ok(cli(*_common(tiny_model_dirs["bert"], toy_data_root, out), *args))  # tensorboard=auto: installed
     with open(out / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(list((out / "tensorboard").rglob("events.out.tfevents.*"))) == 1
@@ -184,6 +188,14 @@ def test_tensorboard_logs_match_the_csv_log(tiny_model_dirs, toy_data_root, tmp_
     assert len(lrs) == 6 and lrs[0].value > lrs[-1].value  # the linear decay
     results = json.loads((out / "results.json").read_text())
     assert results["train"]["tensorboard"] == str(out / "tensorboard")
+    assert results["train"]["mixed_precision"] == "no"
+
+    bf16 = tmp_path / "bf16"
+    _ok(cli(*_common(tiny_model_dirs["bert"], toy_data_root, bf16), *args, "mixed_precision=bf16", "tensorboard=false"))
+    assert json.loads((bf16 / "results.json").read_text())["train"]["mixed_precision"] == "bf16"
+    assert not (bf16 / "tensorboard").exists()
+    diff = np.abs(_predictions(out)[0] - _predictions(bf16)[0]).max()
+    assert 0 < diff < 0.1, diff
 
 
 def test_tensorboard_off_and_required(tiny_model_dirs, toy_data_root, tmp_path, monkeypatch):
@@ -196,23 +208,6 @@ def test_tensorboard_off_and_required(tiny_model_dirs, toy_data_root, tmp_path, 
     assert trainer._tensorboard_dir(tmp_path, {"tensorboard": "auto"}) is None
     with pytest.raises(ConfigError, match="pip install tensorboard"):
         trainer._tensorboard_dir(tmp_path, {"tensorboard": True})
-
-
-def test_bf16_autocast_on_cpu_trains_and_scores_in_bf16(tiny_model_dirs, toy_data_root, tmp_path):
-    """mixed_precision=bf16 (a new process: accelerate keeps one precision per process) trains under autocast
-    (scoring stays fp32): the trained model's scores move off the fp32 run's by the bf16 training, not more."""
-    common = [*_common(tiny_model_dirs["bert"], toy_data_root, tmp_path / "fp32"), "strategy=fixed_prompt",
-              "strategy.k_shot=8", "strategy.max_steps=2", "strategy.eval_every=2", "tensorboard=false"]
-    _ok(cli(*common))
-    bf16 = [a if not str(a).startswith("hydra.run.dir=") else f"hydra.run.dir={tmp_path / 'bf16'}" for a in common]
-    _ok(cli(*bf16, "mixed_precision=bf16"))
-    r = json.loads((tmp_path / "bf16" / "results.json").read_text())
-    assert r["train"]["mixed_precision"] == "bf16"
-    assert json.loads((tmp_path / "fp32" / "results.json").read_text())["train"]["mixed_precision"] == "no"
-    s32, _ = _predictions(tmp_path / "fp32")
-    s16, _ = _predictions(tmp_path / "bf16")
-    diff = np.abs(s32 - s16).max()
-    assert 0 < diff < 0.1, diff
 
 
 def test_mixed_precision_resolution(monkeypatch):
