@@ -6,15 +6,23 @@ import hashlib
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 __all__ = ["compute_metrics", "ids_checksum", "METRICS"]
 
+
+def _sklearn() -> Any:
+    # imported when a metric is computed, not with promptlearn: scikit-learn (with scipy and pandas) is a third of
+    # the CLI's start-up, and a run stopped by a wrong option never needs it
+    import sklearn.metrics
+
+    return sklearn.metrics
+
+
 METRICS = {
-    "accuracy": lambda y, p: accuracy_score(y, p),
-    "f1_macro": lambda y, p: f1_score(y, p, average="macro"),
-    "f1": lambda y, p: f1_score(y, p, average="binary"),
-    "mcc": lambda y, p: matthews_corrcoef(y, p),
+    "accuracy": lambda y, p: _sklearn().accuracy_score(y, p),
+    "f1_macro": lambda y, p: _sklearn().f1_score(y, p, average="macro"),
+    "f1": lambda y, p: _sklearn().f1_score(y, p, average="binary"),
+    "mcc": lambda y, p: _sklearn().matthews_corrcoef(y, p),
 }
 
 
