@@ -319,15 +319,16 @@ def latex_table(rows: list[dict[str, Any]], caption: str | None = None, label: s
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------- plots (matplotlib, Agg)
+# ---------------------------------------------------------------- plots (matplotlib figures, files only)
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """A matplotlib ``Figure`` and its axes, made without pyplot: it is drawn into files only (savefig picks the
+    renderer for the file type), never opens a window and leaves the caller's matplotlib backend alone (a
+    notebook's inline plots keep working after a report)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)  # files only, never a window
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
 
 
 def _save(fig: Any, path: Path, pdf: bool) -> list[Path]:
@@ -337,7 +338,6 @@ def _save(fig: Any, path: Path, pdf: bool) -> list[Path]:
     if pdf:
         fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
         written.append(path.with_suffix(".pdf"))
-    _pyplot().close(fig)
     return written
 
 
@@ -350,12 +350,11 @@ def strip_plot(groups: dict[str, list[float]], path: str | Path, ylabel: str = "
     ``groups`` maps a label to its values; ``highlight`` labels are drawn in another colour; ``horizontal``
     puts the labels on the y axis (long labels such as templates); ``chance`` draws a dashed line; the legend
     names a point ``one <point_name>`` (``(<highlight_name>)`` for the highlighted groups)."""
-    plt = _pyplot()
     labels = list(groups)
     marked = set(highlight)
     long = max((len(s) for s in labels), default=0)
     size = (7, 0.9 + 0.45 * len(labels)) if horizontal else (max(4.5, 1.0 + 0.9 * len(labels)), 4.2)
-    fig, ax = plt.subplots(figsize=size)
+    fig, ax = _figure(size)
     data = [np.asarray(groups[k], dtype=float) for k in labels]
     pos = np.arange(1, len(labels) + 1)
     box = dict(positions=pos, widths=0.5, showfliers=False, medianprops={"color": "black"})
@@ -402,8 +401,7 @@ def curve_plot(series: dict[str, dict[float, list[float]]], path: str | Path, xl
                ylabel: str = "test metric (%)", title: str | None = None, logx: bool = True,
                chance: float | None = None, pdf: bool = False) -> list[Path]:
     """One line per series: the mean over its values at each x, a band of one std, and the values as points."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, ax = _figure((6, 4.2))
     for name, pts in series.items():
         xs = sorted(pts)
         means = np.array([np.mean(pts[x]) for x in xs])
@@ -430,8 +428,7 @@ def curve_plot(series: dict[str, dict[float, list[float]]], path: str | Path, xl
 def dev_test_plot(row: dict[str, Any], path: str | Path, pdf: bool = False) -> list[Path]:
     """A dev-selected grid: few-shot dev against test for every run (one colour per grid point), the runs chosen
     on dev ringed -- how well the dev score the choice is made on predicts test."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.6))
+    fig, ax = _figure((6, 4.6))
     chosen = {(c["seed"], c["point"]) for c in row["selected"]}
     ringed = False
     for g in row["grid"]:

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from . import demonstrations, distributed, pipeline
-from .backbone import ModelLoadError
 from .calibration import calibrate as calibrate_model, requested as requested_calibration
 from .errors import ConfigError, PromptlearnError, ReportedByMainProcess
 from .metrics import ids_checksum
@@ -120,7 +119,11 @@ def evaluate(model: Any, dataset: Any, batch_size: int, device: torch.device, ma
 
 def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokenizer: Any = None,
                    mlm: Any = None) -> dict[str, Any]:
-    """Run one configuration end to end and write ``results.json`` (+ ``predictions.jsonl``, ``scores/``)."""
+    """Run one configuration end to end and write ``results.json`` (+ ``predictions.jsonl``, ``scores/``).
+
+    ``tokenizer``/``mlm`` reuse a loaded masked LM instead of loading ``model.name_or_path``; the ``mlm`` is
+    used as it is, so a strategy that tunes the LM (``fixed_prompt``, ``finetune``, an adapter ...) changes it
+    in place: give each run its own copy (``copy.deepcopy(mlm)``, as the notebooks do)."""
     t0 = time.perf_counter()
     c = _plain(cfg)
     strategy, task = _checked(c)  # plugins, every option, the task's data, the options against the task

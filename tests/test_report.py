@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 from promptlearn.report import aggregate, collect, main, markdown_table
 
@@ -179,6 +181,25 @@ def test_plot_helpers_write_files(tmp_path):
     files = strip_plot({"a": [1.0, 2.0], "b": [3.0]}, tmp_path / "x.png", highlight=["b"], horizontal=True, chance=2.0)
     files += curve_plot({"s": {4: [50.0, 52.0], 8: [55.0]}}, tmp_path / "c.png", chance=50.0, pdf=True)
     assert [f.name for f in files] == ["x.png", "c.png", "c.pdf"] and all(f.stat().st_size > 1000 for f in files)
+
+
+def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
+    """A report in a notebook must not switch its backend (its inline plots would stop showing)."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); from promptlearn.report import curve_plot, strip_plot; "
+            f"curve_plot({{'s': {{4: [50.0], 8: [55.0]}}}}, {str(tmp_path / 'c.png')!r}); "
+            f"strip_plot({{'a': [1.0, 2.0]}}, {str(tmp_path / 's.png')!r}); "
+            "import sys; print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    import promptlearn
+
+    root = str(Path(promptlearn.__file__).resolve().parents[1])  # the promptlearn under test, from any cwd
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env=env).stdout.split()
+    assert out == ["svg", "False"], out
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_select_on_dev_never_reads_test():
