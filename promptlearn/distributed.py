@@ -44,6 +44,7 @@ __all__ = ["launched_processes", "single_process_entry", "init", "world_size", "
            "Training", "MIXED_PRECISION"]
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+_SAID = {"one_process": False}
 
 
 # ---------------------------------------------------------------------------------------------- topology
@@ -53,6 +54,12 @@ def launched_processes() -> int:
         return max(1, int(os.environ.get("WORLD_SIZE", "1")))
     except ValueError:
         return 1
+
+
+def one_process_asked_for_several() -> bool:
+    """``accelerate launch --cpu --num_processes N`` (N > 1): accelerate's one-process launcher ran this process
+    (it set ``MASTER_ADDR`` for N processes, but no ``WORLD_SIZE``)."""
+    return ("ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ)
 
 
 def _dist() -> Any:
@@ -101,6 +108,16 @@ def init(device: str | None = "auto") -> torch.device:
     process is an error, never N independent copies of the run writing over each other."""
     n = launched_processes()
     if n <= 1:
+        if one_process_asked_for_several() and not _SAID["one_process"]:
+            import logging
+
+            _SAID["one_process"] = True  # init runs more than once per process: said once
+
+            logging.getLogger("promptlearn").warning(
+                "accelerate launch started 1 process, not the --num_processes asked for: with --cpu (or a CPU-only "
+                "accelerate config) accelerate runs its one-process launcher; this run is the single-process run. "
+                "fix: several CPU processes: `accelerate launch --multi_gpu --num_processes N -m promptlearn.run "
+                "...` on a machine without GPUs, or `torchrun --nproc_per_node N -m promptlearn.run ... device=cpu`")
         if device in (None, "auto"):
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(device)

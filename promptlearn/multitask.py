@@ -17,8 +17,8 @@ base masked LM, and scores a batch whose examples belong to different tasks in o
 ``logits`` are ``[B, C_max]`` with ``-inf`` past a task's own classes.  The members must be kind ``prompt``, keep
 the base LM frozen (no ``lm/`` saved), share ``base_model`` / ``revision`` and the LM's weights (one object,
 or the same :func:`~promptlearn.backbone.weight_fingerprint`); exact multi-token verbalizers
-(``multi_token=exact`` with multi-token words) are refused: their mask variants are a per-task expansion of the
-batch.  Loading from directories loads the base LM once (:meth:`MultiTaskModel.from_pretrained`).
+(``multi_token=exact`` with multi-token words) and models with demonstrations are refused (:class:`NotShareable`):
+their mask variants / demonstration sets are a per-task expansion of the batch.  Loading from directories loads the base LM once (:meth:`MultiTaskModel.from_pretrained`).
 
 :meth:`MultiTaskModel.predict` takes rows with a task column and returns labels and probabilities; with
 ``errors="record"`` a row with an unknown task or a missing field gets an ``error`` and the others are scored
@@ -39,11 +39,16 @@ from .errors import ConfigError, PromptlearnError
 from .prompt_model import PromptModel, PromptOutput
 from .verbalizers import LABEL_LOGITS, MASK_HIDDEN, WORD_LOGPROBS
 
-__all__ = ["MultiTaskModel", "BaseModelMismatch", "RowError"]
+__all__ = ["MultiTaskModel", "BaseModelMismatch", "NotShareable", "RowError"]
 
 
 class BaseModelMismatch(PromptlearnError, ValueError):
     """The prompts to serve together were trained on different base LMs."""
+
+
+class NotShareable(ConfigError):
+    """A model that cannot run on a shared frozen LM (it trained its LM, carries an adapter, scores exact
+    multi-token words or demonstrations): it is served on its own (``promptlearn.predict`` does so for one model)."""
 
 
 class RowError(PromptlearnError, ValueError):
@@ -73,20 +78,25 @@ class MultiTaskModel(nn.Module):
                 raise ConfigError(f"task name {name!r}: must be a non-empty string without '.' or '='; "
                                   "fix: name it like sst2 or my_task")
             if not isinstance(m, PromptModel):
-                raise ConfigError(f"task {name!r}: a {type(m).__name__} (kind {getattr(m, 'kind', '?')!r}) is not a "
+                raise NotShareable(f"task {name!r}: a {type(m).__name__} (kind {getattr(m, 'kind', '?')!r}) is not a "
                                   "prompt model; only prompt models (fixed_lm, p_tuning_v2, tuning_free) share a frozen LM")
             if "lm" in m.trained:
-                raise ConfigError(f"task {name!r}: its LM was trained (strategy {m.strategy!r} trained {list(m.trained)}), "
+                raise NotShareable(f"task {name!r}: its LM was trained (strategy {m.strategy!r} trained {list(m.trained)}), "
                                   "so it does not run on the shared base LM; fix: serve it on its own, or train it "
                                   "with a fixed-LM strategy (fixed_lm, p_tuning_v2)")
             if getattr(m, "adapter", None) is not None:
-                raise ConfigError(f"task {name!r}: its LM carries a {m.adapter.type!r} adapter (strategy {m.strategy!r}), "
+                raise NotShareable(f"task {name!r}: its LM carries a {m.adapter.type!r} adapter (strategy {m.strategy!r}), "
                                   "so it does not run on the shared base LM; fix: serve it on its own "
                                   "(PromptModel.from_pretrained), or train it with fixed_lm / p_tuning_v2")
             if m.verbalizer.input == WORD_LOGPROBS:
-                raise ConfigError(f"task {name!r}: its verbalizer scores multi-token words exactly (n masks per word), "
+                raise NotShareable(f"task {name!r}: its verbalizer scores multi-token words exactly (n masks per word), "
                                   "which needs its own expansion of the batch; fix: serve it on its own, or use "
                                   "verbalizer.multi_token=mean|first|max")
+            if getattr(m, "demonstrations", None) is not None:
+                raise NotShareable(f"task {name!r}: it scores with demonstrations (sets of support examples appended "
+                                   "to each input and averaged), which a mixed batch does not do; fix: serve it on "
+                                   "its own (PromptModel.from_pretrained(dir).predict, or promptlearn.predict with "
+                                   "this model alone)")
         names = list(models)
         first = models[names[0]]
         base = _base_of(first)
@@ -157,11 +167,11 @@ class MultiTaskModel(nn.Module):
                 raise ConfigError(f"task {name!r}: {exc}; fix: point it at a directory written by save_model=true "
                                   "or save_pretrained()") from exc
             if configs[name]["spec"].adapter:
-                raise ConfigError(f"task {name!r}: {d} has a {configs[name]['spec'].adapter.get('type')!r} adapter on "
+                raise NotShareable(f"task {name!r}: {d} has a {configs[name]['spec'].adapter.get('type')!r} adapter on "
                                   "its LM, so it cannot share the base LM; fix: serve it on its own "
                                   "(PromptModel.from_pretrained), or train it with fixed_lm / p_tuning_v2")
             if configs[name]["lm_saved"]:
-                raise ConfigError(f"task {name!r}: {d} saved its own LM (strategy {configs[name]['spec'].strategy!r} "
+                raise NotShareable(f"task {name!r}: {d} saved its own LM (strategy {configs[name]['spec'].strategy!r} "
                                   "trained it), so it cannot share the base LM; fix: serve it on its own "
                                   "(PromptModel.from_pretrained), or train it with fixed_lm / p_tuning_v2")
         names = list(configs)

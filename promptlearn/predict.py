@@ -12,7 +12,11 @@ input order.  A line that cannot be scored (not JSON, unknown task, a missing fi
 ``{"line": n, "task": ..., "error": "line n: ...; fix: ..."}`` instead and the other lines are still scored;
 the errors are counted on stderr and the exit code is 1.  Models that cannot be loaded together (different base
 LMs, a model that trained its LM) exit with code 2 and one message.  ``--models models.yaml`` reads
-``task: directory`` lines.
+``task: directory`` lines.  ``--model DIR`` (no ``TASK=``) serves one model under the task name its spec records.
+
+One model that cannot share a frozen LM (it trained its LM, as ``fixed_prompt`` / ``finetune``; it carries a
+LoRA / BitFit adapter; it scores exact multi-token words or with demonstrations) is served on its own, through
+its own ``predict`` (the same batcher and inference loop), with the same per-line checks and output lines.
 """
 
 from __future__ import annotations
@@ -44,15 +48,88 @@ def parse_models(pairs: Sequence[str], yaml_file: str | None = None) -> dict[str
         base = path.parent
         models.update({str(k): str(v if Path(v).is_absolute() else base / v) for k, v in data.items()})
     for pair in pairs:
-        name, sep, directory = pair.partition("=")
-        if not sep or not name or not directory:
-            raise ConfigError(f"--model {pair!r}: expected TASK=DIRECTORY; fix: --model sst2=runs/sst2/model")
+        if Path(pair).is_dir():  # a run folder's name holds '=' (task=sst2,seed=13): the whole argument is a directory
+            name, directory = _task_of(pair), pair
+        else:
+            name, sep, directory = pair.partition("=")
+            if not sep or not name or not directory or "/" in name or "\\" in name:
+                raise ConfigError(f"--model {pair!r}: not a directory, and not TASK=DIRECTORY; fix: --model "
+                                  "sst2=runs/sst2/model, or the path of a saved model's directory")
         if name in models:
             raise ConfigError(f"--model {pair!r}: task {name!r} is given twice; fix: one directory per task")
         models[name] = directory
     if not models:
         raise ConfigError("no model given; fix: --model TASK=DIRECTORY (repeatable) or --models models.yaml")
     return models
+
+
+def _task_of(directory: str) -> str:
+    """The task name a saved model's spec records (its template's name), for ``--model DIR``."""
+    from .serialization import read_config
+
+    try:
+        spec = read_config(directory)["spec"]
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"--model {directory}: {exc}; fix: point it at a directory written by save_model=true or "
+                          "save_pretrained()") from exc
+    name = (spec.template or {}).get("name")
+    if not name:
+        raise ConfigError(f"--model {directory}: its spec records no task name; fix: --model TASK={directory}")
+    return str(name)
+
+
+class OwnModel:
+    """One saved model served on its own LM (see the module's docstring); ``predict`` as MultiTaskModel's."""
+
+    def __init__(self, name: str, model: Any):
+        self.name, self.model = name, model
+
+    def to(self, device: Any) -> "OwnModel":
+        self.model.to(device)
+        return self
+
+    def eval(self) -> "OwnModel":
+        self.model.eval()
+        return self
+
+    def predict(self, rows: Sequence[Any], batch_size: int = 32, task_key: str = "task", errors: str = "record",
+                progress: bool = False, where: Any = None) -> list[dict[str, Any]]:
+        from .serialization import predict
+
+        where = where or (lambda i: f"input row {i}")
+        demos = getattr(self.model, "demonstrations", None)
+        fields = list(demos.fields) if demos is not None else list(self.model.template.fields)
+        results: list[dict[str, Any]] = [{} for _ in rows]
+        good: list[int] = []
+        for i, row in enumerate(rows):
+            task = (row.get(task_key) if isinstance(row, dict) else None) or self.name
+            if not isinstance(row, dict):
+                msg = (f"is a {type(row).__name__}, not an object; fix: write {{\"{task_key}\": \"{self.name}\", "
+                       "...the template's fields...}")
+            elif task != self.name:
+                msg = (f"unknown task {task!r}; the loaded task is {self.name!r}; fix: set \"{task_key}\" to it (or "
+                       f"load a model for {task!r})")
+            elif [f for f in fields if f not in row]:
+                f = [f for f in fields if f not in row][0]
+                msg = (f"task {task!r} needs field {f!r} (template {self.model.template.text!r} reads {fields}), the "
+                       f"row has {sorted(row)}; fix: add \"{f}\" to the row")
+            elif [f for f in fields if row[f] is not None and not isinstance(row[f], (str, int, float))]:
+                f = [f for f in fields if row[f] is not None and not isinstance(row[f], (str, int, float))][0]
+                msg = f"field {f!r} of task {task!r} is a {type(row[f]).__name__}, not text; fix: give it as a string"
+            else:
+                good.append(i)
+                continue
+            if errors == "raise":
+                raise ConfigError(f"{where(i)}: {msg}")
+            results[i] = {"task": task, "error": f"{where(i)}: {msg}"}
+        if good:
+            try:
+                scored = predict(self.model, [{f: rows[i][f] for f in fields} for i in good], batch_size=batch_size)
+            except PromptlearnError as exc:
+                raise ConfigError(f"task {self.name!r}: {exc}") from exc
+            for i, r in zip(good, scored):
+                results[i] = {"task": self.name, **r}
+        return results
 
 
 def read_jsonl(path: str) -> tuple[list[Any], list[int], dict[int, str]]:
@@ -82,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     single_process_entry("promptlearn.predict")
     ap = argparse.ArgumentParser(prog="python -m promptlearn.predict", description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", default=[], metavar="TASK=DIR",
-                    help="a saved model (save_model=true / save_pretrained) serving task TASK; repeatable")
+                    help="a saved model (save_model=true / save_pretrained) serving task TASK; repeatable; DIR "
+                         "alone: the task its spec records")
     ap.add_argument("--models", metavar="YAML", help="a YAML file of 'task: model directory' lines")
     ap.add_argument("--input", required=True, help="JSONL input ('-': stdin)")
     ap.add_argument("--output", required=True, help="JSONL output ('-': stdout)")
@@ -95,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import torch
 
-        from .multitask import MultiTaskModel
+        from .multitask import MultiTaskModel, NotShareable
 
         if args.batch_size < 1:
             raise ConfigError(f"--batch-size {args.batch_size} is below its minimum 1; fix: --batch-size 32")
@@ -108,7 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"--device {device}: this torch has no CUDA device; fix: --device cpu")
         rows, lines, bad_json = read_jsonl(args.input)
-        multi = MultiTaskModel.from_pretrained(models, base_model=args.base_model).to(device).eval()
+        try:
+            multi: Any = MultiTaskModel.from_pretrained(models, base_model=args.base_model)
+        except NotShareable:
+            if len(models) > 1:
+                raise
+            from .serialization import load_prompt_model
+
+            (name, directory), = models.items()
+            multi = OwnModel(name, load_prompt_model(directory, base_model=args.base_model))
+        multi = multi.to(device).eval()
     except PromptlearnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,8 @@ sort first (numbers by value, key names alphabetically) -- and the table reports
 configurations (see :func:`select_on_dev`).
 
 Runs are grouped by (task, strategy variant, model, K); a strategy variant is the strategy name plus
-its prompt encoder type when it has one (``fixed_lm/lstm``).  Each cell is the mean (std) of the
+its prompt encoder type when it has one (``fixed_lm/lstm``); configurations of one variant are told apart by
+the options that differ between them (``fixed_prompt lr=1e-05,batch_size=4``).  Each cell is the mean (std) of the
 task's reported metric over the seeds, in percent; std is the population std (``numpy.std``, as
 LM-BFF's ``tools/gather_result.py``).  The few-shot split checksum of every seed is listed so a table
 can be matched to the exact data.
@@ -86,6 +87,14 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     per_label = defaultdict(set)
     for task, var, model, k, sig in groups:
         per_label[(task, var, model, k)].add(sig)
+    names: dict[tuple, dict[str, str]] = {}  # (task, variant, model[, K]) -> signature -> its options, as a label
+    for (task, var, model, k), sigs in per_label.items():
+        if len(sigs) > 1:
+            runs = [r for key, rs in groups.items() if key[:4] == (task, var, model, k) for r in rs]
+            names[(task, var, model, k)] = _tell_apart(runs, config_signature)
+            curve_runs = [r for key, rs in groups.items() if key[:3] == (task, var, model) for r in rs]
+            names[(task, var, model)] = _tell_apart(curve_runs, lambda r: config_signature(r, ignore_k=True),
+                                                    drop={"strategy.k_shot"})
     rows = []
     for (task, var, model, k, sig), rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r.get("seed", 0))
@@ -97,10 +106,26 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                              + "\nreport one sweep at a time, or remove the duplicated runs")
         curve = var  # the learning-curve series this row is a point of (the same configuration at every K)
         if len(per_label[(task, var, model, k)]) > 1:  # several configurations of one strategy: tell them apart
-            curve = f"{var} cfg={config_signature(rs[0], ignore_k=True)}"
-            var = f"{var} cfg={sig}"
+            curve = f"{var} {names[(task, var, model)][config_signature(rs[0], ignore_k=True)]}"
+            var = f"{var} {names[(task, var, model, k)][sig]}"
         rows.append({**_row(task, var, model, k, rs), "curve": curve})
     return rows
+
+
+def _tell_apart(runs: list[dict[str, Any]], signature: Any, drop: Iterable[str] = ()) -> dict[str, str]:
+    """``{signature: "lr=1e-05,batch_size=4"}``: each configuration named by the options whose values differ
+    between the runs' configurations (as a grid point is named); ``cfg=<signature>`` when two configurations
+    show the same values (they differ only in what a run records beside its config)."""
+    values: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        values.setdefault(signature(r), {key: v for key, v in _config_values(r).items()
+                                         if key != "seed" and key not in set(drop)})
+    keys = sorted({key for v in values.values() for key in v})
+    varying = [key for key in keys if len({json.dumps(v.get(key), default=str) for v in values.values()}) > 1]
+    labels = {sig: point_label({key: v.get(key) for key in varying}) for sig, v in values.items()}
+    if len(set(labels.values())) < len(labels):
+        return {sig: f"cfg={sig}" for sig in labels}
+    return labels
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -306,7 +331,7 @@ def latex_table(rows: list[dict[str, Any]], caption: str | None = None, label: s
     seeds = sorted({r["n_seeds"] for r in rows})
     caption = caption or ("Test " + ", ".join(sorted({f"{tex_escape(r['task'])}: {tex_escape(r['metric'])}"
                                                        for r in rows}))
-                          + f" in \\%, mean (std) over {'/'.join(map(str, seeds))} seeds.")
+                          + f" in \\%, mean (std) over {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}.")
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * len(tasks) + "}", r"\toprule",
              "Strategy & " + " & ".join(tex_escape(t) for t in tasks) + r" \\", r"\midrule"]
     for s in strategies:
@@ -526,7 +551,7 @@ def main(argv: list[str] | None = None) -> None:
     from .distributed import single_process_entry
 
     single_process_entry("promptlearn.report")
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m promptlearn.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", help="sweep / run directories to search for results.json")
     ap.add_argument("--out", default=None, help="write OUT.md, OUT.tex, OUT.json and OUT_*.png "
                                                 "(default: <first dir>/summary)")

@@ -117,6 +117,20 @@ def evaluate(model: Any, dataset: Any, batch_size: int, device: torch.device, ma
     return s.metrics, s.logits
 
 
+def limit_note(full: Any, limited: Any, labels: list[str], limit: int, split: str = "test") -> str | None:
+    """A warning when ``limit=N`` (the first N examples) leaves out classes the whole split has: files that list
+    one class after another (MR, MPQA, Subj) give a one-class subset, whose metric says little."""
+    if "label" not in limited.column_names or len(limited) == len(full):
+        return None
+    have = {int(x) for x in limited["label"][:] if x is not None and int(x) >= 0}
+    missing = sorted({int(x) for x in full["label"][:] if x is not None and int(x) >= 0} - have)
+    if not missing:
+        return None
+    return (f"limit={limit}: the first {len(limited)} of {len(full)} {split} examples have no example of class(es) "
+            f"{[labels[i] for i in missing]} (the split lists its classes in blocks), so their metric says little; "
+            "fix: a larger limit, or no limit")
+
+
 def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokenizer: Any = None,
                    mlm: Any = None) -> dict[str, Any]:
     """Run one configuration end to end and write ``results.json`` (+ ``predictions.jsonl``, ``scores/``).
@@ -154,7 +168,11 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     split_name = c.get("eval_split", "test")
     test = task.splits[split_name]
     if c.get("limit"):
+        full = test
         test = test.select(range(min(int(c["limit"]), len(test))))
+        note = limit_note(full, test, task.labels, int(c["limit"]), split_name)
+        if note and main:
+            log.warning("%s", note)
 
     # --- sample
     checksums = {f"{split_name}_ids": ids_checksum(test["idx"][:])}

@@ -96,7 +96,20 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
     (d / CONFIG_NAME).write_text(json.dumps({"format": FORMAT, "spec": spec.to_dict(), "lm_saved": bool(save_lm),
                                              "files": files, "lm_fingerprint": weight_fingerprint(model.mlm)},
                                             indent=2))
+    _usual_modes(d)
     return d
+
+
+def _usual_modes(directory: Path) -> None:
+    """safetensors writes its files readable by their owner only (0600); give every file of the artifact the
+    mode a newly written file gets under the umask (a model saved on a shared cluster is readable by its group)."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in directory.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            os.chmod(f, 0o666 & ~mask)
 
 
 def _upgrade_v1(cfg: Mapping[str, Any]) -> dict[str, Any]:

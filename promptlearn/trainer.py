@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -193,7 +194,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     msg = (f"strategy {strategy.name}: training {trainable:,} of {total:,} parameters "
            f"({100 * trainable / max(total, 1):.3f}%) -- LM {'trainable' if groups['lm'] else 'frozen'}; {sizes}")
     log.info(msg)
-    if main:
+    if main and not log.hasHandlers():  # no logging set up (the Python API): say it anyway, once
         print(msg)
 
     # --- data: endless seeded training batches, length-sorted dev batches.  A model that encodes its own rows
@@ -234,6 +235,10 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     warmup = int(s.get("warmup_steps") or 0) or int(float(s["warmup_ratio"]) * max_steps)
     clip = float(s["max_grad_norm"])
     tb_dir = _tensorboard_dir(out, cfg)
+    resuming = bool(cfg.get("resume") and ckpt_path is not None and ckpt_path.exists())
+    if tb_dir is not None and not resuming and distributed.is_main():
+        # a run started afresh in a used run directory: its curves only, as train_log.csv is rewritten
+        shutil.rmtree(tb_dir / "tensorboard", ignore_errors=True)
     acc = distributed.accelerator(device, cfg.get("mixed_precision", "auto"), log_dir=tb_dir)
     opt = build_optimizer(model, groups, lrs, float(s["weight_decay"]))
     sched = _linear_schedule(opt, warmup, max_steps)  # steps once per optimizer step, whatever the processes
@@ -247,7 +252,7 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     # dropout noise depends on the seed only, not on what ran before; every process draws its own masks
     torch.manual_seed(seed + 1_000_003 * rank)
     step, best, best_step, best_state, history, running = 0, -math.inf, 0, None, [], None
-    if cfg.get("resume") and ckpt_path is not None and ckpt_path.exists():
+    if resuming:
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["trainable"], strict=False)
         opt.load_state_dict(ck["optimizer"])

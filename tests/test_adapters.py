@@ -183,10 +183,10 @@ def test_adapter_models_do_not_share_a_base_lm(tiny_model_dirs, tmp_path):
 
 
 def test_cli_lora_save_model_writes_a_small_artifact_that_predicts(tiny_model_dirs, toy_data_root, tmp_path):
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / "task=toy,strategy=lora"  # a Hydra run folder's name: '=' in the path
     proc = cli("--config-dir", PLUGINS / "conf", "+task=toy", "strategy=lora", "save_model=true", "progress=false",
                f"model.name_or_path={tiny_model_dirs['bert']}", f"data_root={toy_data_root}", "strategy.k_shot=4",
-               "strategy.max_steps=4", "strategy.eval_every=2", "strategy.batch_size=4", f"hydra.run.dir={run_dir}")
+               "strategy.max_steps=4", "strategy.eval_every=2", "strategy.batch_size=4", f"hydra.run.dir='{run_dir}'")
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((run_dir / "results.json").read_text())
     assert "strategy lora: training" in proc.stdout and "lora r=8 alpha=16 dropout=0.1 on query,value" in proc.stdout
@@ -196,6 +196,30 @@ def test_cli_lora_save_model_writes_a_small_artifact_that_predicts(tiny_model_di
     assert res["spec"]["adapter"]["target_modules"] == ["query", "value"]
     saved = run_dir / "model"
     assert res["saved_model"]["bytes"] == _size(saved) and not (saved / "lm").exists()
+    (tmp_path / "plain").write_text("x")  # every file of the artifact has a new file's mode (safetensors: 0600)
+    assert {f.stat().st_mode & 0o777 for f in saved.rglob("*") if f.is_file()} == {(tmp_path / "plain").stat().st_mode & 0o777}
     loaded = load_prompt_model(saved)
     out = loaded.predict(["the movie was great", "awful plot"])
     assert [o["label"] for o in out] and all(abs(sum(o["probs"].values()) - 1) < 1e-5 for o in out)
+
+    # the JSONL command line serves it on its own LM (it cannot share one): `--model DIR` (its spec's task name)
+    import subprocess
+
+    from conftest import ROOT
+
+    rows = [{"text_a": "the movie was great", "id": 1}, {"task": "toy", "text_a": "awful plot"}, {"text_b": "x"},
+            {"task": "sst2", "text_a": "a"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd = [sys.executable, "-m", "promptlearn.predict", "--model", str(saved), "--input", str(tmp_path / "in.jsonl"),
+           "--output", str(tmp_path / "out.jsonl"), "--no-progress"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "predicted 2 of 4 rows (toy: 2)" in proc.stderr, proc.stderr[-2000:]
+    got = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [g["task"] for g in got[:2]] == ["toy", "toy"] and got[0]["id"] == 1
+    for g, o in zip(got[:2], out):
+        assert g["label"] == o["label"] and g["probs"] == pytest.approx(o["probs"], abs=1e-6)
+    assert got[2]["error"].startswith("line 3: task 'toy' needs field 'text_a'")
+    assert got[3]["error"].startswith("line 4: unknown task 'sst2'")
+    # with another model beside it, it is refused (one line, exit 2): the tasks would need two LMs
+    proc = subprocess.run(cmd + ["--model", f"other={saved}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "adapter" in proc.stderr and "Traceback" not in proc.stderr

@@ -174,6 +174,8 @@ def test_tensorboard_logs_match_the_csv_log_and_bf16_trains_on_cpu(tiny_model_di
     out = tmp_path / "run"
     args = ["strategy=fixed_prompt", "strategy.k_shot=8", "strategy.max_steps=6", "strategy.eval_every=3",
             "strategy.lr=1e-3"]
+    (out / "tensorboard").mkdir(parents=True)  # an earlier run's events in this run directory: replaced
+    (out / "tensorboard" / "events.out.tfevents.1.earlier").write_bytes(b"")
     _ok(cli(*_common(tiny_model_dirs["bert"], toy_data_root, out), *args))  # tensorboard=auto: installed
     with open(out / "train_log.csv") as f:
         rows = list(csv.DictReader(f))
@@ -287,6 +289,27 @@ def test_what_a_launch_refuses(monkeypatch, capsys):
     assert "error: python -m promptlearn.predict runs in one process, and a launcher started 4" in capsys.readouterr().err
     monkeypatch.setenv("WORLD_SIZE", "1")
     single_process_entry("promptlearn.predict")  # a plain run goes on
+
+
+def test_accelerate_cpu_launcher_running_one_process_is_said(monkeypatch, caplog):
+    """`accelerate launch --cpu --num_processes 2` runs accelerate's one-process launcher (MASTER_ADDR set for 2
+    processes, no WORLD_SIZE): the run is the single-process run, and it says so with the command that gives 2."""
+    import logging
+
+    from promptlearn import distributed
+
+    for k in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "ACCELERATE_USE_CPU"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setitem(distributed._SAID, "one_process", False)
+    with caplog.at_level(logging.WARNING, logger="promptlearn"):
+        assert distributed.init("cpu").type == "cpu"  # a plain run: nothing said
+        assert not caplog.records
+        monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+        monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+        assert distributed.init("cpu").type == "cpu" and distributed.world_size() == 1
+        distributed.init("cpu")
+    assert len(caplog.records) == 1  # said once per process
+    assert "accelerate launch started 1 process" in caplog.text and "--multi_gpu --num_processes N" in caplog.text
 
 
 def test_fp16_on_cpu_is_refused_before_loading():

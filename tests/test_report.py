@@ -45,7 +45,11 @@ def test_different_configs_are_not_averaged_and_duplicate_seeds_fail():
         r["config"]["strategy"]["lr"] = 2e-5
     rows = aggregate(a + b)
     assert len(rows) == 2 and sorted(r["mean"] for r in rows) == [50.0, 90.0]
-    assert all("cfg=" in r["strategy"] for r in rows)
+    assert sorted(r["strategy"] for r in rows) == ["fixed_prompt lr=2e-05", "fixed_prompt lr=None"]
+    c = [fake("sst2", "fixed_prompt", s, 0.7) for s in (13, 21)]
+    for r in c:
+        r["verbalizer"] = "another"  # not in the config: told apart by the signature
+    assert all("cfg=" in r["strategy"] for r in aggregate(a + c))
     with pytest.raises(SystemExit, match="more than once"):
         aggregate(a + [fake("sst2", "fixed_prompt", 13, 0.6)])
 

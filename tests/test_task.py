@@ -503,3 +503,17 @@ def test_error_unparsable_csv(tmp_path: Path) -> None:
     (tmp_path / "broken.csv").write_text("text,label\na,pos,extra,cells\n")
     with pytest.raises(TaskConfigError, match=r"cannot read .*broken\.csv as csv"):
         load_task(base_cfg(tmp_path, files={"train": "broken.csv", "test": "d.csv"}))
+
+
+def test_limit_that_leaves_out_a_class_is_said():
+    """limit=N takes the first N examples; a split listing its classes in blocks (MR, MPQA, Subj) would give a
+    one-class subset: the run says so (a warning), and says nothing when every class is in."""
+    from datasets import Dataset
+
+    from promptlearn.run import limit_note
+
+    full = Dataset.from_dict({"text_a": list("abcdef"), "label": [0, 0, 0, 1, 1, 2]})
+    note = limit_note(full, full.select(range(3)), ["neg", "pos", "mid"], 3)
+    assert note.startswith("limit=3: the first 3 of 6 test examples have no example of class(es) ['pos', 'mid']")
+    assert limit_note(full, full.select([0, 3, 5]), ["neg", "pos", "mid"], 3) is None
+    assert limit_note(full, full, ["neg", "pos", "mid"], 10) is None  # the whole split

@@ -9,6 +9,8 @@ DistilBERT).  The spec records the resolved target modules.  Saved in PEFT's own
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -88,7 +90,9 @@ class LoRA(Adapter):
         o = self.options
         cfg = LoraConfig(r=o["r"], lora_alpha=o["alpha"], lora_dropout=o["dropout"], target_modules=targets,
                          bias="none")
-        return get_peft_model(mlm, cfg)
+        with warnings.catch_warnings():  # PEFT calls a transformers 5 method that warns of its own rename
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(mlm, cfg)
 
     def parameter_ids(self, mlm: nn.Module) -> set[int]:
         return adapter_parameter_ids(mlm)
