@@ -59,7 +59,8 @@ def launched_processes() -> int:
 def one_process_asked_for_several() -> bool:
     """``accelerate launch --cpu --num_processes N`` (N > 1): accelerate's one-process launcher ran this process
     (it set ``MASTER_ADDR`` for N processes, but no ``WORLD_SIZE``)."""
-    return ("ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ)
+    cpu = str(os.environ.get("ACCELERATE_USE_CPU", "")).lower() in ("1", "true", "yes")
+    return cpu and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ
 
 
 def _dist() -> Any:

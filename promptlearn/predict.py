@@ -12,7 +12,8 @@ input order.  A line that cannot be scored (not JSON, unknown task, a missing fi
 ``{"line": n, "task": ..., "error": "line n: ...; fix: ..."}`` instead and the other lines are still scored;
 the errors are counted on stderr and the exit code is 1.  Models that cannot be loaded together (different base
 LMs, a model that trained its LM) exit with code 2 and one message.  ``--models models.yaml`` reads
-``task: directory`` lines.  ``--model DIR`` (no ``TASK=``) serves one model under the task name its spec records.
+``task: directory`` lines.  ``--model DIR`` (no ``TASK=``) serves a model under the task of the run that saved
+it (``results.json`` beside a CLI run's ``model/``), else under its template's name.
 
 One model that cannot share a frozen LM (it trained its LM, as ``fixed_prompt`` / ``finetune``; it carries a
 LoRA / BitFit adapter; it scores exact multi-token words or with demonstrations) is served on its own, through
@@ -52,9 +53,11 @@ def parse_models(pairs: Sequence[str], yaml_file: str | None = None) -> dict[str
             name, directory = _task_of(pair), pair
         else:
             name, sep, directory = pair.partition("=")
-            if not sep or not name or not directory or "/" in name or "\\" in name:
-                raise ConfigError(f"--model {pair!r}: not a directory, and not TASK=DIRECTORY; fix: --model "
-                                  "sst2=runs/sst2/model, or the path of a saved model's directory")
+            if not sep or not name or not directory or "/" in name or "\\" in name or not Path(directory).is_dir():
+                raise ConfigError(f"--model {pair!r}: no such directory"
+                                  + (f" (nor {directory!r})" if sep and directory else "")
+                                  + "; fix: --model TASK=DIRECTORY or --model DIRECTORY, with the directory of a "
+                                  "saved model (e.g. outputs/.../model)")
         if name in models:
             raise ConfigError(f"--model {pair!r}: task {name!r} is given twice; fix: one directory per task")
         models[name] = directory
@@ -64,7 +67,8 @@ def parse_models(pairs: Sequence[str], yaml_file: str | None = None) -> dict[str
 
 
 def _task_of(directory: str) -> str:
-    """The task name a saved model's spec records (its template's name), for ``--model DIR``."""
+    """The task a saved model serves, for ``--model DIR``: the task of the run that saved it (the CLI writes
+    ``<run dir>/model`` beside ``<run dir>/results.json``), else the name its template records."""
     from .serialization import read_config
 
     try:
@@ -72,10 +76,50 @@ def _task_of(directory: str) -> str:
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(f"--model {directory}: {exc}; fix: point it at a directory written by save_model=true or "
                           "save_pretrained()") from exc
-    name = (spec.template or {}).get("name")
-    if not name:
-        raise ConfigError(f"--model {directory}: its spec records no task name; fix: --model TASK={directory}")
-    return str(name)
+    d = Path(directory).resolve()
+    results = d.parent / "results.json"
+    name = None
+    if results.is_file():
+        try:
+            run = json.loads(results.read_text())
+            saved = (run.get("saved_model") or {}).get("path")
+            if saved and Path(saved).resolve() == d:
+                name = run.get("task")
+        except (ValueError, OSError, AttributeError):
+            name = None
+    name = name or (spec.template or {}).get("name")
+    if not name or not isinstance(name, str) or "." in name or "=" in name:
+        raise ConfigError(f"--model {directory}: no task name recorded with it (template name {name!r}); fix: "
+                          f"--model TASK={directory}")
+    return name
+
+
+def load_one(name: str, directory: str, base_model: str | None = None) -> Any:
+    """One saved model for ``name``: on the shared-LM path when it can be (a one-task MultiTaskModel, as several
+    models are served), else on its own (:class:`OwnModel`); the LM is loaded once either way, and its weights are
+    checked against the fingerprint the artifact recorded."""
+    from .backbone import weight_fingerprint
+    from .multitask import BaseModelMismatch, MultiTaskModel, NotShareable
+    from .serialization import load_prompt_model, read_config
+
+    try:
+        cfg = read_config(directory)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(f"task {name!r}: {exc}; fix: point it at a directory written by save_model=true "
+                          "or save_pretrained()") from exc
+    model = load_prompt_model(directory, base_model=base_model)
+    recorded = cfg.get("lm_fingerprint")
+    if recorded and getattr(model, "mlm", None) is not None:
+        now = weight_fingerprint(model.mlm)
+        if now != recorded:
+            raise BaseModelMismatch(
+                f"task {name!r}: its artifact was saved on LM weights with fingerprint {recorded}, but the loaded "
+                f"LM has {now} (its weights changed since); fix: load the base model the model was trained on "
+                "(--base-model, or the recorded revision)")
+    try:
+        return MultiTaskModel({name: model})
+    except NotShareable:
+        return OwnModel(name, model)
 
 
 class OwnModel:
@@ -92,41 +136,47 @@ class OwnModel:
         self.model.eval()
         return self
 
-    def predict(self, rows: Sequence[Any], batch_size: int = 32, task_key: str = "task", errors: str = "record",
+    def predict(self, rows: Sequence[Any], batch_size: int = 32, task_key: str = "task", errors: str = "raise",
                 progress: bool = False, where: Any = None) -> list[dict[str, Any]]:
+        from .multitask import RowError
         from .serialization import predict
 
+        if errors not in ("raise", "record"):
+            raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
         where = where or (lambda i: f"input row {i}")
         demos = getattr(self.model, "demonstrations", None)
         fields = list(demos.fields) if demos is not None else list(self.model.template.fields)
         results: list[dict[str, Any]] = [{} for _ in rows]
         good: list[int] = []
         for i, row in enumerate(rows):
-            task = (row.get(task_key) if isinstance(row, dict) else None) or self.name
+            task = None
             if not isinstance(row, dict):
                 msg = (f"is a {type(row).__name__}, not an object; fix: write {{\"{task_key}\": \"{self.name}\", "
                        "...the template's fields...}")
-            elif task != self.name:
-                msg = (f"unknown task {task!r}; the loaded task is {self.name!r}; fix: set \"{task_key}\" to it (or "
-                       f"load a model for {task!r})")
-            elif [f for f in fields if f not in row]:
-                f = [f for f in fields if f not in row][0]
-                msg = (f"task {task!r} needs field {f!r} (template {self.model.template.text!r} reads {fields}), the "
-                       f"row has {sorted(row)}; fix: add \"{f}\" to the row")
-            elif [f for f in fields if row[f] is not None and not isinstance(row[f], (str, int, float))]:
-                f = [f for f in fields if row[f] is not None and not isinstance(row[f], (str, int, float))][0]
-                msg = f"field {f!r} of task {task!r} is a {type(row[f]).__name__}, not text; fix: give it as a string"
             else:
-                good.append(i)
-                continue
+                task = row.get(task_key)
+                task = self.name if task is None else task
+                missing = [f for f in fields if f not in row]
+                wrong = [f for f in fields if not missing and row[f] is not None
+                         and not isinstance(row[f], (str, int, float))]
+                if task != self.name:
+                    msg = (f"unknown task {task!r}; the loaded task is {self.name!r}; fix: set \"{task_key}\" to it "
+                           f"(or load a model for {task!r})")
+                elif missing:
+                    msg = (f"task {task!r} needs field {missing[0]!r} (template {self.model.template.text!r} reads "
+                           f"{fields}), the row has {sorted(row)}; fix: add \"{missing[0]}\" to the row")
+                elif wrong:
+                    msg = (f"field {wrong[0]!r} of task {task!r} is a {type(row[wrong[0]]).__name__}, not text; fix: "
+                           "give it as a string")
+                else:
+                    good.append(i)
+                    continue
             if errors == "raise":
-                raise ConfigError(f"{where(i)}: {msg}")
+                raise RowError(f"{where(i)}: {msg}")
             results[i] = {"task": task, "error": f"{where(i)}: {msg}"}
         if good:
-            try:
-                scored = predict(self.model, [{f: rows[i][f] for f in fields} for i in good], batch_size=batch_size)
-            except PromptlearnError as exc:
-                raise ConfigError(f"task {self.name!r}: {exc}") from exc
+            scored = predict(self.model, [{f: rows[i][f] for f in fields} for i in good], batch_size=batch_size,
+                             progress=progress)
             for i, r in zip(good, scored):
                 results[i] = {"task": self.name, **r}
         return results
@@ -160,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m promptlearn.predict", description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", default=[], metavar="TASK=DIR",
                     help="a saved model (save_model=true / save_pretrained) serving task TASK; repeatable; DIR "
-                         "alone: the task its spec records")
+                         "alone: the task of the run that saved it")
     ap.add_argument("--models", metavar="YAML", help="a YAML file of 'task: model directory' lines")
     ap.add_argument("--input", required=True, help="JSONL input ('-': stdin)")
     ap.add_argument("--output", required=True, help="JSONL output ('-': stdout)")
@@ -173,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import torch
 
-        from .multitask import MultiTaskModel, NotShareable
+        from .multitask import MultiTaskModel
 
         if args.batch_size < 1:
             raise ConfigError(f"--batch-size {args.batch_size} is below its minimum 1; fix: --batch-size 32")
@@ -186,15 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"--device {device}: this torch has no CUDA device; fix: --device cpu")
         rows, lines, bad_json = read_jsonl(args.input)
-        try:
-            multi: Any = MultiTaskModel.from_pretrained(models, base_model=args.base_model)
-        except NotShareable:
-            if len(models) > 1:
-                raise
-            from .serialization import load_prompt_model
-
+        if len(models) == 1:  # on the shared-LM path if it can be, else on its own
             (name, directory), = models.items()
-            multi = OwnModel(name, load_prompt_model(directory, base_model=args.base_model))
+            multi: Any = load_one(name, directory, base_model=args.base_model)
+        else:
+            multi = MultiTaskModel.from_pretrained(models, base_model=args.base_model)
         multi = multi.to(device).eval()
     except PromptlearnError as exc:
         print(f"error: {exc}", file=sys.stderr)

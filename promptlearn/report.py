@@ -92,9 +92,14 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(sigs) > 1:
             runs = [r for key, rs in groups.items() if key[:4] == (task, var, model, k) for r in rs]
             names[(task, var, model, k)] = _tell_apart(runs, config_signature)
-            curve_runs = [r for key, rs in groups.items() if key[:3] == (task, var, model) for r in rs]
-            names[(task, var, model)] = _tell_apart(curve_runs, lambda r: config_signature(r, ignore_k=True),
-                                                    drop={"strategy.k_shot"})
+    curve_sigs: dict[tuple, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for key, rs in groups.items():
+        for r in rs:
+            curve_sigs[key[:3]][config_signature(r, ignore_k=True)].append(r)
+    for key3, by_sig in curve_sigs.items():  # learning curves: one series per configuration, across K
+        if len(by_sig) > 1:
+            names[key3] = _tell_apart([r for rs in by_sig.values() for r in rs],
+                                      lambda r: config_signature(r, ignore_k=True), drop={"strategy.k_shot"})
     rows = []
     for (task, var, model, k, sig), rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r.get("seed", 0))
@@ -105,8 +110,9 @@ def aggregate(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                              + ", ".join(r.get("_path", "?") for r in rs if r.get("seed") in dup)
                              + "\nreport one sweep at a time, or remove the duplicated runs")
         curve = var  # the learning-curve series this row is a point of (the same configuration at every K)
-        if len(per_label[(task, var, model, k)]) > 1:  # several configurations of one strategy: tell them apart
+        if (task, var, model) in names:
             curve = f"{var} {names[(task, var, model)][config_signature(rs[0], ignore_k=True)]}"
+        if len(per_label[(task, var, model, k)]) > 1:  # several configurations of one strategy: tell them apart
             var = f"{var} {names[(task, var, model, k)][sig]}"
         rows.append({**_row(task, var, model, k, rs), "curve": curve})
     return rows

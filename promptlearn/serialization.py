@@ -18,8 +18,9 @@ one given to :func:`load_prompt_model`).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -96,20 +97,22 @@ def save_prompt_model(model: nn.Module, directory: str | Path, save_lm: bool | N
     (d / CONFIG_NAME).write_text(json.dumps({"format": FORMAT, "spec": spec.to_dict(), "lm_saved": bool(save_lm),
                                              "files": files, "lm_fingerprint": weight_fingerprint(model.mlm)},
                                             indent=2))
-    _usual_modes(d)
+    _usual_modes(d, files.values())
     return d
 
 
-def _usual_modes(directory: Path) -> None:
-    """safetensors writes its files readable by their owner only (0600); give every file of the artifact the
-    mode a newly written file gets under the umask (a model saved on a shared cluster is readable by its group)."""
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    for f in directory.rglob("*"):
-        if f.is_file() and not f.is_symlink():
-            os.chmod(f, 0o666 & ~mask)
+def _usual_modes(directory: Path, written: Iterable[str]) -> None:
+    """safetensors writes its files readable by their owner only (0600): give the files this save wrote (``written``:
+    names in ``directory``, folders included) the mode the config file got from ``open`` under the umask, so a
+    model saved on a shared cluster is readable as the user's other files are.  Nothing else is touched."""
+    mode = (directory / CONFIG_NAME).stat().st_mode & 0o777
+    if mode == 0o600:
+        return
+    for name in written:
+        path = directory / name
+        for f in [path] if path.is_file() else sorted(path.rglob("*")) if path.is_dir() else []:
+            if f.is_file() and not f.is_symlink() and f.stat().st_mode & 0o777 == 0o600:
+                os.chmod(f, mode)
 
 
 def _upgrade_v1(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,7 +193,7 @@ def load_prompt_model(directory: str | Path, base_model: str | None = None, toke
 
 @torch.no_grad()
 def predict(model: nn.Module, inputs: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]],
-            batch_size: int = 32) -> list[dict[str, Any]] | dict[str, Any]:
+            batch_size: int = 32, progress: bool = False) -> list[dict[str, Any]] | dict[str, Any]:
     """Labels and class probabilities for raw strings or field dicts.
 
     A plain string fills the template's first field (``text_a`` for single-sentence tasks); use a
@@ -227,7 +230,8 @@ def predict(model: nn.Module, inputs: str | Mapping[str, Any] | Sequence[str | M
     else:  # raw inputs have no ids: each one's draws are seeded by its position (never by a support id)
         queries = Dataset.from_dict(columns)
         sets = [{c: list(d[c]) for c in template.fields} for d in demos.eval_sets(queries)]
-    logits = sum(score_dataset(model, None, batch_size, device, encoded=Dataset.from_dict(template.encode_batch(cols)))
+    logits = sum(score_dataset(model, None, batch_size, device, progress=progress, desc="predicting",
+                               encoded=Dataset.from_dict(template.encode_batch(cols)))
                  ["logits"] for cols in sets) / len(sets)
     probs = torch.softmax(torch.from_numpy(logits), -1)
     out = [{"label": labels[int(p.argmax())], "probs": {n: float(x) for n, x in zip(labels, p)}} for p in probs]

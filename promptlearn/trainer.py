@@ -236,9 +236,9 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     clip = float(s["max_grad_norm"])
     tb_dir = _tensorboard_dir(out, cfg)
     resuming = bool(cfg.get("resume") and ckpt_path is not None and ckpt_path.exists())
-    if tb_dir is not None and not resuming and distributed.is_main():
-        # a run started afresh in a used run directory: its curves only, as train_log.csv is rewritten
-        shutil.rmtree(tb_dir / "tensorboard", ignore_errors=True)
+    if out is not None and not resuming and distributed.is_main():
+        # a run started afresh in a used run directory: its curves only (or none), as train_log.csv is rewritten
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
     acc = distributed.accelerator(device, cfg.get("mixed_precision", "auto"), log_dir=tb_dir)
     opt = build_optimizer(model, groups, lrs, float(s["weight_decay"]))
     sched = _linear_schedule(opt, warmup, max_steps)  # steps once per optimizer step, whatever the processes

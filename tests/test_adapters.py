@@ -169,6 +169,23 @@ def test_bad_adapter_options_are_one_line_before_training(tiny_model_dirs, toy_d
         run_experiment(cfg, output_dir=tmp_path / "run2")
 
 
+def test_saving_gives_its_own_files_the_usual_mode_and_leaves_others_alone(tiny_model_dirs, tmp_path):
+    """safetensors writes 0600; the files a save wrote get the mode its config file got, nothing else changes."""
+    import os
+
+    model = build_model(_spec(tiny_model_dirs["bert"], {"type": "bitfit"}))
+    d = tmp_path / "m"
+    d.mkdir()
+    for name, mode in (("secret", 0o600), ("run.sh", 0o755)):
+        (d / name).write_text("x")
+        os.chmod(d / name, mode)
+    model.save_pretrained(str(d))
+    mode = (d / "promptlearn.json").stat().st_mode & 0o777
+    written = json.loads((d / "promptlearn.json").read_text())["files"]
+    assert mode != 0o600 and written and all((d / f).stat().st_mode & 0o777 == mode for f in written.values())
+    assert (d / "secret").stat().st_mode & 0o777 == 0o600 and (d / "run.sh").stat().st_mode & 0o777 == 0o755
+
+
 def test_adapter_models_do_not_share_a_base_lm(tiny_model_dirs, tmp_path):
     from promptlearn.multitask import MultiTaskModel
 
@@ -220,6 +237,17 @@ def test_cli_lora_save_model_writes_a_small_artifact_that_predicts(tiny_model_di
         assert g["label"] == o["label"] and g["probs"] == pytest.approx(o["probs"], abs=1e-6)
     assert got[2]["error"].startswith("line 3: task 'toy' needs field 'text_a'")
     assert got[3]["error"].startswith("line 4: unknown task 'sst2'")
+    # on another LM's weights it is refused (one line, exit 2), as a prompt on the shared path is
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    other = AutoModelForMaskedLM.from_pretrained(str(tiny_model_dirs["bert"]))
+    with torch.no_grad():
+        other.get_input_embeddings().weight.add_(0.01)
+    other.save_pretrained(tmp_path / "other_lm")
+    AutoTokenizer.from_pretrained(str(tiny_model_dirs["bert"])).save_pretrained(tmp_path / "other_lm")
+    proc = subprocess.run(cmd + ["--base-model", str(tmp_path / "other_lm")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "fingerprint" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     # with another model beside it, it is refused (one line, exit 2): the tasks would need two LMs
     proc = subprocess.run(cmd + ["--model", f"other={saved}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "adapter" in proc.stderr and "Traceback" not in proc.stderr

@@ -134,6 +134,7 @@ def test_two_process_training_equals_one_process(no_dropout_bert, toy_data_root,
     # resume under the launcher: every process continues from its own state; nothing is left afterwards
     again = launch("accelerate", *_common(no_dropout_bert, toy_data_root, two), *more, "resume=true")
     _ok(again)
+    assert len(list((two / "tensorboard").rglob("events.out.tfevents.*"))) == 2  # a resumed run adds its events
     assert again.stdout.count(f"resumed from {two / 'checkpoint.pt'} at step 4") == 1
     r3 = json.loads((two / "results.json").read_text())
     assert [r["step"] for r in r3["train"]["log"]] == [2, 4, 6] and r3["train"]["log"][:2] == log2
@@ -198,6 +199,9 @@ def test_tensorboard_logs_match_the_csv_log_and_bf16_trains_on_cpu(tiny_model_di
     assert not (bf16 / "tensorboard").exists()
     diff = np.abs(_predictions(out)[0] - _predictions(bf16)[0]).max()
     assert 0 < diff < 0.1, diff
+    short = [a for a in args if not a.startswith("strategy.max_steps")] + ["strategy.max_steps=3"]
+    _ok(cli(*_common(tiny_model_dirs["bert"], toy_data_root, out), *short, "tensorboard=false"))
+    assert not (out / "tensorboard").exists()  # a fresh run without TensorBoard leaves no earlier run's events
 
 
 def test_tensorboard_off_and_required(tiny_model_dirs, toy_data_root, tmp_path, monkeypatch):
@@ -303,9 +307,11 @@ def test_accelerate_cpu_launcher_running_one_process_is_said(monkeypatch, caplog
     monkeypatch.setitem(distributed._SAID, "one_process", False)
     with caplog.at_level(logging.WARNING, logger="promptlearn"):
         assert distributed.init("cpu").type == "cpu"  # a plain run: nothing said
+        monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # a cluster's environment, or accelerate without --cpu
+        monkeypatch.setenv("ACCELERATE_USE_CPU", "False")
+        distributed.init("cpu")
         assert not caplog.records
         monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
-        monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
         assert distributed.init("cpu").type == "cpu" and distributed.world_size() == 1
         distributed.init("cpu")
     assert len(caplog.records) == 1  # said once per process

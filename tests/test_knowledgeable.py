@@ -55,12 +55,6 @@ def test_length_and_shared_refinement_at_construction(bert_tokenizer):
     assert v.label_words["neg"] == ["bad", "awful", "boring", "terrible"]
 
 
-def test_words_with_the_same_tokens_are_one_unit(bert_tokenizer):
-    # the test tokenizer is uncased: "Boring" and "BAD" are "boring" and "bad"; each class counts a word once
-    v = _model(bert_tokenizer, words={"neg": ["awful", "Boring", "boring", "BAD"], "pos": ["good"]}).verbalizer
-    assert v.label_words["neg"] == ["bad", "awful", "Boring"] and v.dropped["duplicate"] == ["boring", "BAD"]
-
-
 def test_frequency_refinement_drops_rarely_predicted_words_and_keeps_the_names(bert_tokenizer):
     # the tiny model never predicts 'awful' / 'fine' (a -30 bias) and often predicts 'boring' / 'love'
     model = _model(bert_tokenizer, bias={"awful": -30.0, "fine": -30.0, "bad": -30.0, "boring": 5.0, "love": 5.0},

@@ -263,6 +263,11 @@ def test_learning_curve_from_any_results_with_several_k(tmp_path):
     series = k_curve_series(aggregate(runs))
     assert len(series) == 2 and all(list(s) == [4, 16, 64] for s in series.values())
     assert sorted(s[16][0] for s in series.values()) == [59.3, 99.0]
+    assert sorted(series) == ["fixed_prompt lr=0.0001", "fixed_prompt lr=1e-05"]
+    # a second configuration at one K only: the first configuration's curve stays one series, named at every K
+    lone = [r for r in runs if r["config"]["strategy"]["lr"] == 1e-5 or r["k_shot"] == 16]
+    series = k_curve_series(aggregate(lone))
+    assert sorted(series["fixed_prompt lr=1e-05"]) == [4, 16, 64] and "fixed_prompt" not in series
     # one K only: nothing to draw; a second task gets its own series
     assert k_curve_series(aggregate([r for r in runs if r["k_shot"] == 16])) == {}
     other = curve_runs("finetune")

@@ -50,6 +50,26 @@ def test_finetune_with_materialize_prompt_saves(tiny_model_dirs, toy_data_root, 
                        materialize_prompt="true", **{"strategy.max_steps": 1, "strategy.k_shot": 2})
     res = run_experiment(cfg, output_dir=tmp_path / "run")
     assert res["saved_model"]["bytes"] > 0 and (tmp_path / "run" / "results.json").is_file()
+    # the JSONL command line serves it on its own (its LM trained), under the run's task (its template is
+    # "toy-plain"), with per-line errors that match the shared-LM path's
+    import json
+
+    from promptlearn.predict import main as predict_main
+    from promptlearn.serialization import load_prompt_model
+
+    rows = [{"task": "toy", "text_a": "the movie was great"}, {"text_a": "awful plot"}, {"task": "", "text_a": "x"},
+            ["not", "an", "object"]]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code = predict_main(["--model", str(tmp_path / "run" / "model"), "--input", str(tmp_path / "in.jsonl"),
+                         "--output", str(tmp_path / "out.jsonl"), "--no-progress"])
+    got = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert code == 1 and [g["task"] for g in got] == ["toy", "toy", "", None]
+    want = load_prompt_model(tmp_path / "run" / "model").predict(["the movie was great", "awful plot"])
+    assert [g["probs"] for g in got[:2]] == [pytest.approx(w["probs"], abs=1e-6) for w in want]
+    assert got[2]["error"].startswith("line 3: unknown task ''") and "not an object" in got[3]["error"]
+    # a mistyped run folder (it holds '='): one line naming both readings, exit 2
+    assert predict_main(["--model", str(tmp_path / "task=toy,strategy=finetunne" / "model"), "--input",
+                         str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "o.jsonl")]) == 2
 
 
 def test_building_a_model_never_changes_a_shared_verbalizer(roberta_tokenizer):

@@ -7,8 +7,7 @@ come first.  Then, as KPT does:
 
 1. **length refinement** (at construction): words the tokenizer maps to ``[UNK]`` or splits into more
    than ``max_subtokens`` sub-tokens are dropped (with a note; the manual verbalizer would refuse
-   them), and so are words listed for several classes (their scores would tie) and a class's second
-   spelling of the same tokens ("Good" after "good" with an uncased tokenizer: one unit, counted once);
+   them), and so are words listed for several classes (their scores would tie);
 2. **frequency refinement** (before training, on a support set -- the pipeline's ``refine`` stage: the
    same unlabelled pool examples ``calibrate=support`` uses, ``calibrate_size`` of them, labels never
    read): the LM's mean log-probability of every vocabulary token at the mask over the support inputs;
@@ -118,7 +117,7 @@ class KnowledgeableVerbalizer(ManualVerbalizer):
     def _length_refine(words: dict[str, list[str]], tokenizer: Any, space: bool,
                        max_subtokens: int) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         unk = tokenizer.unk_token_id
-        dropped: dict[str, list[str]] = {"unknown": [], "too_long": [], "shared": [], "duplicate": []}
+        dropped: dict[str, list[str]] = {"unknown": [], "too_long": [], "shared": []}
         ids_of: dict[tuple[int, ...], list[str]] = {}
         kept: dict[str, list[str]] = {}
         for cls, ws in words.items():
@@ -129,10 +128,6 @@ class KnowledgeableVerbalizer(ManualVerbalizer):
                     dropped["unknown"].append(w)
                 elif len(ids) > max_subtokens and i > 0:
                     dropped["too_long"].append(w)
-                elif cls in ids_of.get(ids, ()):
-                    # the same tokens as a word the class already has ("Good" / "good" for an uncased
-                    # tokenizer): one unit, or the class's mean would count it twice
-                    dropped["duplicate"].append(w)
                 else:
                     kept[cls].append(w)
                     ids_of.setdefault(ids, []).append(cls)
