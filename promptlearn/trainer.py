@@ -245,8 +245,6 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
     run = distributed.Training(acc, model, opt)
     opt = run.optimizer
     params = [p for g in opt.param_groups for p in g["params"]]
-    if tb_dir is not None:
-        acc.init_trackers("tensorboard")  # <run dir>/tensorboard/events.out.tfevents.*
 
     # --- state (fresh, or from the checkpoint)
     # dropout noise depends on the seed only, not on what ran before; every process draws its own masks
@@ -281,6 +279,8 @@ def train(model: nn.Module, few: Any, strategy: Strategy | Mapping[str, Any], cf
             print(f"resumed from {ckpt_path} at step {step}")
     elif cfg.get("resume") and main:
         print(f"resume=true but no checkpoint at {ckpt_path}; starting from scratch")
+    if tb_dir is not None:  # after the checkpoint is accepted: a refused resume writes no event file
+        acc.init_trackers("tensorboard")  # <run dir>/tensorboard/events.out.tfevents.*
     elapsed_before = history[-1]["elapsed_s"] if history else 0.0  # a resumed run's clock continues
     resume_point = _boundary(batches, device)  # where a resumed run restarts: after the last completed step
 
