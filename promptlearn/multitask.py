@@ -39,7 +39,7 @@ from .errors import ConfigError, PromptlearnError
 from .prompt_model import PromptModel, PromptOutput
 from .verbalizers import LABEL_LOGITS, MASK_HIDDEN, WORD_LOGPROBS
 
-__all__ = ["MultiTaskModel", "BaseModelMismatch", "NotShareable", "RowError"]
+__all__ = ["MultiTaskModel", "BaseModelMismatch", "NotShareable", "RowError", "check_fingerprints", "row_problem"]
 
 
 class BaseModelMismatch(PromptlearnError, ValueError):
@@ -58,6 +58,53 @@ class RowError(PromptlearnError, ValueError):
 def _base_of(model: PromptModel) -> tuple[Any, Any]:
     spec = model.spec
     return spec.base_model, spec.revision
+
+
+def check_fingerprints(lm: nn.Module, fingerprints: Mapping[str, str | None], base: Any,
+                       known: str | None = None) -> None:
+    """Raise :class:`BaseModelMismatch` when a task's recorded LM fingerprint (``lm_fingerprint`` of its artifact;
+    None: not recorded) is not ``lm``'s (computed once, unless ``known``); ``base`` names the LM in the message."""
+    from .backbone import weight_fingerprint
+
+    actual = known
+    for name, fp in fingerprints.items():
+        if fp is None:
+            continue
+        actual = actual or weight_fingerprint(lm)
+        if fp != actual:
+            raise BaseModelMismatch(
+                f"task {name!r}: its artifact was saved on base-model weights with fingerprint {fp}, but the "
+                f"loaded base {base!r} has {actual} (its weights changed since); fix: load the base model "
+                "the prompt was trained on (from_pretrained(..., base_model=...) or the recorded revision)")
+
+
+def row_problem(row: Any, task_key: str, tasks: Sequence[str], fields_of: Callable[[str], Sequence[str]],
+                template_of: Callable[[str], str]) -> tuple[Any, str | None]:
+    """``(task, None)`` for an input row the loaded ``tasks`` can score, else ``(task or None, what is wrong;
+    fix: ...)``: not an object, no task (with several tasks), an unknown task, a missing template field
+    (``fields_of(task)``; ``template_of(task)``: the template text, for the message) or a field that is not text.
+    A row without the task field is the only task's when one is loaded."""
+    if not isinstance(row, Mapping):
+        return None, (f"is a {type(row).__name__}, not an object with a {task_key!r} field; fix: write "
+                      f"{{\"{task_key}\": \"{tasks[0]}\", ...the template's fields...}}")
+    task = row.get(task_key)
+    if task is None and len(tasks) == 1:
+        task = tasks[0]
+    if task is None:
+        return None, f"has no {task_key!r} field; fix: add \"{task_key}\": one of {list(tasks)}"
+    if not isinstance(task, str) or task not in tasks:
+        return task, (f"unknown task {task!r}; the loaded tasks are {list(tasks)}; fix: set \"{task_key}\" to one "
+                      f"of them (or load a model for {task!r})")
+    fields = list(fields_of(task))
+    missing = [f for f in fields if f not in row]
+    if missing:
+        return task, (f"task {task!r} needs field {missing[0]!r} (template {template_of(task)!r} reads {fields}), "
+                      f"the row has {sorted(row)}; fix: add \"{missing[0]}\" to the row")
+    wrong = [f for f in fields if row[f] is not None and not isinstance(row[f], (str, int, float))]
+    if wrong:
+        return task, (f"field {wrong[0]!r} of task {task!r} is a {type(row[wrong[0]]).__name__}, not text; fix: "
+                      "give it as a string")
+    return task, None
 
 
 class MultiTaskModel(nn.Module):
@@ -117,15 +164,7 @@ class MultiTaskModel(nn.Module):
                         f"task {name!r} and task {names[0]!r} name the same base model {base[0]!r} but their LMs' "
                         f"weights differ (fingerprints {fp} vs {shared_fp}); fix: build both on one loaded LM "
                         "(build_model(spec, tokenizer=..., mlm=...))")
-        for name, fp in (fingerprints or {}).items():
-            if fp is None:
-                continue
-            shared_fp = shared_fp or weight_fingerprint(shared)
-            if fp != shared_fp:
-                raise BaseModelMismatch(
-                    f"task {name!r}: its artifact was saved on base-model weights with fingerprint {fp}, but the "
-                    f"loaded base {base[0]!r} has {shared_fp} (its weights changed since); fix: load the base model "
-                    "the prompt was trained on (from_pretrained(..., base_model=...) or the recorded revision)")
+        check_fingerprints(shared, fingerprints or {}, base[0], known=shared_fp)
         tok = first.template.tokenizer
         for name in names[1:]:
             other_tok = models[name].template.tokenizer
@@ -338,30 +377,10 @@ class MultiTaskModel(nn.Module):
             bad[i] = f"{where(i)}: {msg}"
 
         for i, row in enumerate(rows):
-            if not isinstance(row, Mapping):
-                fail(i, f"is a {type(row).__name__}, not an object with a {task_key!r} field; fix: write "
-                        f"{{\"{task_key}\": \"{self.tasks[0]}\", ...the template's fields...}}")
-                continue
-            task = row.get(task_key)
-            if task is None and len(self.tasks) == 1:
-                task = self.tasks[0]
-            if task is None:
-                fail(i, f"has no {task_key!r} field; fix: add \"{task_key}\": one of {self.tasks}")
-                continue
-            if not isinstance(task, str) or task not in self.members:
-                fail(i, f"unknown task {task!r}; the loaded tasks are {self.tasks}; fix: set \"{task_key}\" to one of "
-                        f"them (or load a model for {task!r})")
-                continue
-            template = self.members[task].template
-            missing = [f for f in template.fields if f not in row]
-            if missing:
-                fail(i, f"task {task!r} needs field {missing[0]!r} (template {template.text!r} reads "
-                        f"{list(template.fields)}), the row has {sorted(row)}; fix: add \"{missing[0]}\" to the row")
-                continue
-            wrong = [f for f in template.fields if row[f] is not None and not isinstance(row[f], (str, int, float))]
-            if wrong:
-                fail(i, f"field {wrong[0]!r} of task {task!r} is a {type(row[wrong[0]]).__name__}, not text; fix: "
-                        "give it as a string")
+            task, problem = row_problem(row, task_key, self.tasks, lambda t: self.members[t].template.fields,
+                                        lambda t: self.members[t].template.text)
+            if problem:
+                fail(i, problem)
                 continue
             groups.setdefault(self.task_index(task), []).append(i)
         any_soft = any(self.members[n].template.has_soft_tokens for n in self.tasks)

@@ -70,7 +70,7 @@ def train_multitask(tasks: Sequence[str], overrides: Sequence[str], out: Path, s
     from . import pipeline
     from .backbone import load_backbone
     from .multitask import MultiTaskModel
-    from .run import _checked, resolve_device, run_experiment, set_seed
+    from .run import _checked, eval_split, resolve_device, run_experiment, set_seed
     from .serialization import load_prompt_model
     from .strategies import get_strategy
     from .trainer import train
@@ -96,10 +96,8 @@ def train_multitask(tasks: Sequence[str], overrides: Sequence[str], out: Path, s
 
     def test_metrics(model: Any, name: str) -> dict[str, Any]:
         """The eval split as run_experiment scores it (``eval_split``, ``limit``)."""
-        task, c = checked[name][1], configs[name]
-        test = task.splits[c.get("eval_split", "test")]
-        if c.get("limit"):
-            test = test.select(range(min(int(c["limit"]), len(test))))
+        task = checked[name][1]
+        test, _ = eval_split(task, configs[name])  # the split run_experiment scores (eval_split, limit)
         return pipeline.score(model, test, "test", device, batch_size=batch_size, metric=task.metric).metrics
 
     # 1. single-task: exactly the CLI's run on the shared LM

@@ -98,8 +98,7 @@ def load_one(name: str, directory: str, base_model: str | None = None) -> Any:
     """One saved model for ``name``: on the shared-LM path when it can be (a one-task MultiTaskModel, as several
     models are served), else on its own (:class:`OwnModel`); the LM is loaded once either way, and its weights are
     checked against the fingerprint the artifact recorded."""
-    from .backbone import weight_fingerprint
-    from .multitask import BaseModelMismatch, MultiTaskModel, NotShareable
+    from .multitask import MultiTaskModel, NotShareable, check_fingerprints
     from .serialization import load_prompt_model, read_config
 
     try:
@@ -108,14 +107,7 @@ def load_one(name: str, directory: str, base_model: str | None = None) -> Any:
         raise ConfigError(f"task {name!r}: {exc}; fix: point it at a directory written by save_model=true "
                           "or save_pretrained()") from exc
     model = load_prompt_model(directory, base_model=base_model)
-    recorded = cfg.get("lm_fingerprint")
-    if recorded and getattr(model, "mlm", None) is not None:
-        now = weight_fingerprint(model.mlm)
-        if now != recorded:
-            raise BaseModelMismatch(
-                f"task {name!r}: its artifact was saved on LM weights with fingerprint {recorded}, but the loaded "
-                f"LM has {now} (its weights changed since); fix: load the base model the model was trained on "
-                "(--base-model, or the recorded revision)")
+    check_fingerprints(model.mlm, {name: cfg.get("lm_fingerprint")}, base_model or cfg["spec"].base_model)
     try:
         return MultiTaskModel({name: model})
     except NotShareable:
@@ -138,7 +130,7 @@ class OwnModel:
 
     def predict(self, rows: Sequence[Any], batch_size: int = 32, task_key: str = "task", errors: str = "raise",
                 progress: bool = False, where: Any = None) -> list[dict[str, Any]]:
-        from .multitask import RowError
+        from .multitask import RowError, row_problem
         from .serialization import predict
 
         if errors not in ("raise", "record"):
@@ -149,31 +141,14 @@ class OwnModel:
         results: list[dict[str, Any]] = [{} for _ in rows]
         good: list[int] = []
         for i, row in enumerate(rows):
-            task = None
-            if not isinstance(row, dict):
-                msg = (f"is a {type(row).__name__}, not an object; fix: write {{\"{task_key}\": \"{self.name}\", "
-                       "...the template's fields...}")
+            task, problem = row_problem(row, task_key, [self.name], lambda _: fields,
+                                        lambda _: self.model.template.text)
+            if problem is None:
+                good.append(i)
+            elif errors == "raise":
+                raise RowError(f"{where(i)}: {problem}")
             else:
-                task = row.get(task_key)
-                task = self.name if task is None else task
-                missing = [f for f in fields if f not in row]
-                wrong = [f for f in fields if not missing and row[f] is not None
-                         and not isinstance(row[f], (str, int, float))]
-                if task != self.name:
-                    msg = (f"unknown task {task!r}; the loaded task is {self.name!r}; fix: set \"{task_key}\" to it "
-                           f"(or load a model for {task!r})")
-                elif missing:
-                    msg = (f"task {task!r} needs field {missing[0]!r} (template {self.model.template.text!r} reads "
-                           f"{fields}), the row has {sorted(row)}; fix: add \"{missing[0]}\" to the row")
-                elif wrong:
-                    msg = (f"field {wrong[0]!r} of task {task!r} is a {type(row[wrong[0]]).__name__}, not text; fix: "
-                           "give it as a string")
-                else:
-                    good.append(i)
-                    continue
-            if errors == "raise":
-                raise RowError(f"{where(i)}: {msg}")
-            results[i] = {"task": task, "error": f"{where(i)}: {msg}"}
+                results[i] = {"task": task, "error": f"{where(i)}: {problem}"}
         if good:
             scored = predict(self.model, [{f: rows[i][f] for f in fields} for i in good], batch_size=batch_size,
                              progress=progress)

@@ -22,7 +22,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -131,6 +131,17 @@ def limit_note(full: Any, limited: Any, labels: list[str], limit: int, split: st
             "fix: a larger limit, or no limit")
 
 
+def eval_split(task: Any, c: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The split a run scores (``eval_split``, default test), cut to its first ``limit`` examples, and the
+    :func:`limit_note` warning of the cut (None without one)."""
+    name = c.get("eval_split", "test")
+    split = task.splits[name]
+    if not c.get("limit"):
+        return split, None
+    limited = split.select(range(min(int(c["limit"]), len(split))))
+    return limited, limit_note(split, limited, task.labels, int(c["limit"]), name)
+
+
 def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokenizer: Any = None,
                    mlm: Any = None) -> dict[str, Any]:
     """Run one configuration end to end and write ``results.json`` (+ ``predictions.jsonl``, ``scores/``).
@@ -166,13 +177,9 @@ def run_experiment(cfg: Any, output_dir: str | os.PathLike | None = None, tokeni
     log.info("LM head restricted to label-word rows: %s", model.restricted_head)
 
     split_name = c.get("eval_split", "test")
-    test = task.splits[split_name]
-    if c.get("limit"):
-        full = test
-        test = test.select(range(min(int(c["limit"]), len(test))))
-        note = limit_note(full, test, task.labels, int(c["limit"]), split_name)
-        if note and main:
-            log.warning("%s", note)
+    test, note = eval_split(task, c)
+    if note and main:
+        log.warning("%s", note)
 
     # --- sample
     checksums = {f"{split_name}_ids": ids_checksum(test["idx"][:])}
