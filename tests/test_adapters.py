@@ -1,7 +1,6 @@
 """LoRA (PEFT) and BitFit as LM-tuning strategies: what trains, what is saved, what reloads."""
 
 import json
-import sys
 
 import pytest
 import torch
@@ -199,7 +198,7 @@ def test_adapter_models_do_not_share_a_base_lm(tiny_model_dirs, tmp_path):
         load_prompt_model(saved, mlm=tiny_mlm("bert", 60))
 
 
-def test_cli_lora_save_model_writes_a_small_artifact_that_predicts(tiny_model_dirs, toy_data_root, tmp_path):
+def test_cli_lora_save_model_writes_a_small_artifact_that_predicts(tiny_model_dirs, toy_data_root, tmp_path, capsys):
     run_dir = tmp_path / "task=toy,strategy=lora"  # a Hydra run folder's name: '=' in the path
     proc = cli("--config-dir", PLUGINS / "conf", "+task=toy", "strategy=lora", "save_model=true", "progress=false",
                f"model.name_or_path={tiny_model_dirs['bert']}", f"data_root={toy_data_root}", "strategy.k_shot=4",
@@ -219,18 +218,22 @@ def test_cli_lora_save_model_writes_a_small_artifact_that_predicts(tiny_model_di
     out = loaded.predict(["the movie was great", "awful plot"])
     assert [o["label"] for o in out] and all(abs(sum(o["probs"].values()) - 1) < 1e-5 for o in out)
 
-    # the JSONL command line serves it on its own LM (it cannot share one): `--model DIR` (its spec's task name)
-    import subprocess
+    # the JSONL command line (its main, in this process) serves it on its own LM (it cannot share one):
+    # `--model DIR` (the task of the run that saved it)
+    from promptlearn.predict import main as predict_main
 
-    from conftest import ROOT
+    def predict_cli(*args):
+        capsys.readouterr()
+        code = predict_main(list(args))
+        return code, capsys.readouterr().err
 
     rows = [{"text_a": "the movie was great", "id": 1}, {"task": "toy", "text_a": "awful plot"}, {"text_b": "x"},
             {"task": "sst2", "text_a": "a"}]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cmd = [sys.executable, "-m", "promptlearn.predict", "--model", str(saved), "--input", str(tmp_path / "in.jsonl"),
-           "--output", str(tmp_path / "out.jsonl"), "--no-progress"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "predicted 2 of 4 rows (toy: 2)" in proc.stderr, proc.stderr[-2000:]
+    cmd = ["--model", str(saved), "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+           "--no-progress"]
+    code, err = predict_cli(*cmd)
+    assert code == 1 and "predicted 2 of 4 rows (toy: 2)" in err, err[-2000:]
     got = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [g["task"] for g in got[:2]] == ["toy", "toy"] and got[0]["id"] == 1
     for g, o in zip(got[:2], out):
@@ -245,9 +248,8 @@ def test_cli_lora_save_model_writes_a_small_artifact_that_predicts(tiny_model_di
         other.get_input_embeddings().weight.add_(0.01)
     other.save_pretrained(tmp_path / "other_lm")
     AutoTokenizer.from_pretrained(str(tiny_model_dirs["bert"])).save_pretrained(tmp_path / "other_lm")
-    proc = subprocess.run(cmd + ["--base-model", str(tmp_path / "other_lm")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 2 and "fingerprint" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    code, err = predict_cli(*cmd, "--base-model", str(tmp_path / "other_lm"))
+    assert code == 2 and "fingerprint" in err and "Traceback" not in err, err[-2000:]
     # with another model beside it, it is refused (one line, exit 2): the tasks would need two LMs
-    proc = subprocess.run(cmd + ["--model", f"other={saved}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "adapter" in proc.stderr and "Traceback" not in proc.stderr
+    code, err = predict_cli(*cmd, "--model", f"other={saved}")
+    assert code == 2 and "adapter" in err and "Traceback" not in err

@@ -141,20 +141,14 @@ def test_demonstrations_are_saved_with_the_model_and_predict_uses_them(filter, b
     for g, p in zip(got, probs):
         assert g["probs"]["neg"] == pytest.approx(float(p[0]), abs=1e-6)
     if filter == "none":  # the JSONL command line serves it on its own (a mixed batch cannot add demonstrations)
-        import subprocess
-        import sys
-
         from promptlearn.multitask import MultiTaskModel, NotShareable
-
-        from conftest import ROOT
+        from promptlearn.predict import main as predict_main
 
         with pytest.raises(NotShareable, match="demonstrations"):
             MultiTaskModel({"t": again})
         (tmp_path / "in.jsonl").write_text("".join(f'{{"text_a": "{t}"}}\n' for t in texts))
-        proc = subprocess.run([sys.executable, "-m", "promptlearn.predict", "--model", f"t={tmp_path / 'saved'}",
-                               "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
-                               "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert predict_main(["--model", f"t={tmp_path / 'saved'}", "--input", str(tmp_path / "in.jsonl"),
+                             "--output", str(tmp_path / "out.jsonl"), "--no-progress"]) == 0
         for line, p in zip((tmp_path / "out.jsonl").read_text().splitlines(), probs):
             assert json.loads(line)["probs"]["neg"] == pytest.approx(float(p[0]), abs=1e-6)
     plain = PromptModel(mlm, template, Verbalizer({"neg": "bad", "pos": "great"}, bert_tokenizer)).eval()
